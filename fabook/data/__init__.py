@@ -1,0 +1,95 @@
+"""Data sets by name: ``load(name)`` gives a standardized, seeded train/test :class:`Split`.
+
+``CATALOGUE`` lists every set with its shape, classes, sizes, source and fetch command. The offline sets load
+with no internet (Debian / PyPI packages); the paper sets need a download (``download=True``, e.g. on Colab)
+or, for ImageNet, a folder. See :mod:`fabook.data.prepare` for the split, cap and standardization conventions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from . import offline, paper
+from .cache import default_root
+from .catalogue import CATALOGUE, TEST_FRACTION, DatasetInfo, get_info
+from .prepare import Split, finish
+
+__all__ = [
+    "CATALOGUE",
+    "TEST_FRACTION",
+    "DatasetInfo",
+    "Split",
+    "available",
+    "catalogue_table",
+    "default_root",
+    "get_info",
+    "load",
+    "missing",
+]
+
+
+def _root(root: str | Path | None) -> Path:
+    return default_root() if root is None else Path(root).expanduser()
+
+
+def missing(name: str, root: str | Path | None = None) -> str | None:
+    """What ``name`` lacks here (files, folder or package), or None when :func:`load` can succeed offline."""
+    get_info(name)
+    module = offline if name in offline.LOADERS else paper
+    return module.missing(name, _root(root))
+
+
+def available(name: str, root: str | Path | None = None) -> bool:
+    """Whether :func:`load` succeeds here without network (ValueError for an unknown name)."""
+    return missing(name, root) is None
+
+
+def load(
+    name: str,
+    *,
+    root: str | Path | None = None,
+    seed: int = 0,
+    download: bool = False,
+    max_train: int | None = None,
+    max_test: int | None = None,
+) -> Split:
+    """Train and test sets of ``name``: float32 samples of ``info.input_shape``, int64 labels 0..C-1.
+
+    ``root`` (default :func:`default_root`) holds downloads and caches. ``seed`` draws the hold-out split of
+    sets without an official one (25 %, stratified) and the stratified ``max_train`` / ``max_test`` subsets.
+    Inputs are standardized with training statistics only. ``download=True`` lets torchvision fetch the sets
+    it can (network needed). FileNotFoundError says what is missing and how to get it.
+    """
+    info, root = get_info(name), _root(root)
+    lack = missing(name, root)
+    can_download = name in offline.DOWNLOADABLE | paper.DOWNLOADABLE
+    if lack is not None and not (download and can_download):
+        hint = " - or pass download=True (needs internet; Colab downloads it)" if can_download else ""
+        raise FileNotFoundError(f"{name}: not found here; missing {lack}. Get it with: {info.fetch}{hint}")
+    if name == "imagenet":
+        return paper.load_imagenet(root, info, seed=seed, max_train=max_train, max_test=max_test)
+    raw = (offline.LOADERS.get(name) or paper.LOADERS[name])(root, download)
+    return finish(raw, info, seed=seed, max_train=max_train, max_test=max_test)
+
+
+def catalogue_table(root: str | Path | None = None) -> pd.DataFrame:
+    """One row per set: name, kind, shape, classes, sizes, offline, available here and, if not, the fetch."""
+    rows = []
+    for info in CATALOGUE.values():
+        here = available(info.name, root)
+        rows.append(
+            {
+                "name": info.name,
+                "kind": info.kind,
+                "shape": "x".join(map(str, info.input_shape)),
+                "classes": info.num_classes,
+                "n_train": info.n_train,
+                "n_test": info.n_test,
+                "offline": info.offline,
+                "available": here,
+                "fetch": "" if here else info.fetch,
+            }
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,228 @@
+"""``Linear`` and ``Conv2d`` whose backward pass follows a learning rule (:mod:`fabook.rules`).
+
+The forward pass is torch's own. The backward pass is one autograd function shared by both layers: it asks
+the layer's rule for the gradients, and the rule asks the layer for the op-specific pieces
+(:meth:`RuleLayer.local_grads`, :meth:`RuleLayer.mix_channels`, :meth:`RuleLayer.noise_response`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fabook.rules import Backprop, Rule, get_rule
+
+
+class _RuleFunction(torch.autograd.Function):
+    """Forward: the layer's op. Backward: the rule's gradients for x, W, b and its learned feedback."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, layer: RuleLayer, *learned: Tensor):
+        ctx.layer = layer
+        ctx.save_for_backward(x)
+        return layer.op(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor):
+        (x,) = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        gx, gw, gb, learned = ctx.layer.rule.backward(ctx.layer, x, grad_y.contiguous(), needs[:3])
+        return (gx, gw, gb, None, *learned)
+
+
+class RuleLayer(nn.Module):
+    """Mechanism shared by :class:`Linear` and :class:`Conv2d` (a mixin: it is not used alone)."""
+
+    rule: Rule
+    _exact_bp: bool = False
+
+    def _set_rule(self, rule: str | Rule, options: dict[str, object]) -> None:
+        self.rule = get_rule(rule, **options)
+        self.rule.setup(self)
+
+    @property
+    def fan_in(self) -> int:
+        """Inputs feeding one output unit (in_features; in_channels/groups · kernel area)."""
+        return math.prod(self.weight.shape[1:])
+
+    def backward_weight(self) -> Tensor:
+        """``B``, in the forward weight's shape: the layer sends ``Bᵀ δy`` down (a detached tensor)."""
+        return self.rule.backward_weight(self).detach()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._exact_bp or isinstance(self.rule, Backprop):
+            return super().forward(x)
+        if self.training and torch.is_grad_enabled():
+            self.rule.before_forward(self)
+        return self._apply_rule(x)
+
+    def _apply_rule(self, x: Tensor) -> Tensor:
+        return _RuleFunction.apply(x, self.weight, self.bias, self, *self.rule.learned(self))
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, rule={self.rule!r}"
+
+    # op-specific pieces, implemented by Linear and Conv2d
+    def op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        """The forward op on an already prepared input."""
+        raise NotImplementedError
+
+    def local_grads(
+        self, x: Tensor, grad_y: Tensor, feedback: Tensor | None, needs: tuple[bool, bool, bool]
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """``(feedbackᵀ δy, δy xᵀ, Σ δy)`` for this op; ``feedback`` may have more output channels than W."""
+        raise NotImplementedError
+
+    def mix_channels(self, grad_y: Tensor, matrix: Tensor) -> Tensor:
+        """``matrixᵀ δy`` over the output-feature (channel) axis; ``matrix`` has shape (out, m)."""
+        raise NotImplementedError
+
+    def noise_response(self, n: int) -> Tensor:
+        """``y xᵀ / n`` for ``n`` unit-variance noise inputs, ``y = W x``: an unbiased estimate of ``W``."""
+        raise NotImplementedError
+
+    @property
+    def out_channels_(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def groups_(self) -> int:
+        return 1
+
+
+class Linear(RuleLayer, nn.Linear):
+    """``torch.nn.Linear`` with a learning rule: same arguments, outputs and ``state_dict`` keys, + ``rule``.
+
+    Accepts any input ``nn.Linear`` accepts (``(*, in_features)``). ``rule`` is a name from
+    :data:`fabook.RULES` or a :class:`fabook.rules.Rule`; ``rule_options`` go to the rule.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        rule: str | Rule = "bp",
+        **rule_options: object,
+    ) -> None:
+        nn.Linear.__init__(self, in_features, out_features, bias, device, dtype)
+        self._set_rule(rule, rule_options)
+
+    def op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        return F.linear(x, weight, bias)
+
+    def local_grads(self, x, grad_y, feedback, needs):
+        gy = grad_y.reshape(-1, grad_y.shape[-1])
+        gx = grad_y @ feedback if needs[0] else None
+        gw = gy.t() @ x.reshape(-1, x.shape[-1]) if needs[1] else None
+        gb = gy.sum(0) if needs[2] else None
+        return gx, gw, gb
+
+    def mix_channels(self, grad_y: Tensor, matrix: Tensor) -> Tensor:
+        return grad_y @ matrix
+
+    def noise_response(self, n: int) -> Tensor:
+        x = torch.randn(n, self.in_features, device=self.weight.device, dtype=self.weight.dtype)
+        return F.linear(x, self.weight).t() @ x / n
+
+
+class Conv2d(RuleLayer, nn.Conv2d):
+    """``torch.nn.Conv2d`` with a learning rule: same arguments (stride, padding incl. ``'same'``, dilation,
+    groups, bias, padding modes), outputs and ``state_dict`` keys, plus ``rule`` and its options.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        rule: str | Rule = "bp",
+        **rule_options: object,
+    ) -> None:
+        nn.Conv2d.__init__(
+            self, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+            padding_mode, device, dtype,
+        )  # fmt: skip
+        self._set_rule(rule, rule_options)
+
+    @property
+    def groups_(self) -> int:
+        return self.groups
+
+    @property
+    def _prepads(self) -> bool:
+        """Whether the input is padded before the op (non-zero padding modes, or padding as a string)."""
+        return self.padding_mode != "zeros" or isinstance(self.padding, str)
+
+    def _apply_rule(self, x: Tensor) -> Tensor:
+        unbatched = x.dim() == 3
+        if unbatched:
+            x = x.unsqueeze(0)
+        if self._prepads:
+            mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
+            x = F.pad(x, self._reversed_padding_repeated_twice, mode=mode)
+        y = super()._apply_rule(x)
+        return y.squeeze(0) if unbatched else y
+
+    def op(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        padding = (0, 0) if self._prepads else self.padding
+        return F.conv2d(x, weight, bias, self.stride, padding, self.dilation, self.groups)
+
+    def local_grads(self, x, grad_y, feedback, needs):
+        kernel = feedback if feedback is not None else self.weight.detach()
+        padding = (0, 0) if self._prepads else self.padding
+        return torch.ops.aten.convolution_backward(
+            grad_y, x, kernel, [grad_y.shape[1]] if needs[2] else None, self.stride, padding,
+            self.dilation, False, (0, 0), self.groups, list(needs),
+        )  # fmt: skip
+
+    def mix_channels(self, grad_y: Tensor, matrix: Tensor) -> Tensor:
+        return F.conv2d(grad_y, matrix.t()[:, :, None, None])
+
+    def noise_response(self, n: int) -> Tensor:
+        w = self.weight
+        x = torch.randn(n, w.shape[1] * self.groups, *w.shape[2:], device=w.device, dtype=w.dtype)
+        y = F.conv2d(x, w, groups=self.groups)
+        return (
+            torch.ops.aten.convolution_backward(
+                y, x, w, None, (1, 1), (0, 0), (1, 1), False, (0, 0), self.groups, [False, True, False]
+            )[1]
+            / n
+        )
+
+
+def rule_layers(model: nn.Module) -> Iterator[tuple[str, RuleLayer]]:
+    """``(name, layer)`` for every rule layer of ``model``, in registration order."""
+    for name, module in model.named_modules():
+        if isinstance(module, RuleLayer):
+            yield name, module
+
+
+@contextmanager
+def exact_backprop(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block every rule layer of ``model`` runs plain backprop (to measure gradient alignment)."""
+    layers = [layer for _, layer in rule_layers(model)]
+    for layer in layers:
+        layer._exact_bp = True
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer._exact_bp = False

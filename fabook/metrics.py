@@ -1,0 +1,94 @@
+"""Alignment metrics for the rule layers of any converted model, one call each."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fabook.layers import RuleLayer, exact_backprop, rule_layers
+
+
+def angle_deg(a: Tensor, b: Tensor) -> float:
+    """Angle between two tensors seen as flat vectors, in degrees (NaN if either is zero)."""
+    a, b = a.detach().flatten().double(), b.detach().flatten().double()
+    denom = a.norm() * b.norm()
+    if denom == 0:
+        return math.nan
+    return math.degrees(math.acos(float((a @ b / denom).clamp(-1.0, 1.0))))
+
+
+def _weight_param(layer: RuleLayer) -> Tensor:
+    """The tensor the optimizer updates for the forward weight (the original one under a parametrization)."""
+    if hasattr(layer, "parametrizations") and "weight" in layer.parametrizations:
+        return layer.parametrizations.weight.original
+    return layer.weight
+
+
+def weight_alignment(model: nn.Module) -> pd.DataFrame:
+    """Per rule layer: angle between ``W`` and the backward weight ``B``, sign concordance, ``‖B‖/‖W‖``.
+
+    Columns ``layer, rule, angle_deg, sign_concordance, norm_ratio``; DFA layers (no ``B``) get NaN.
+    """
+    rows = []
+    for name, layer in rule_layers(model):
+        w = layer.weight.detach()
+        try:
+            b = layer.backward_weight()
+        except TypeError:
+            rows.append(dict(layer=name, rule=layer.rule.name, angle_deg=math.nan,
+                             sign_concordance=math.nan, norm_ratio=math.nan))  # fmt: skip
+            continue
+        rows.append(
+            dict(
+                layer=name,
+                rule=layer.rule.name,
+                angle_deg=angle_deg(w, b),
+                sign_concordance=float((torch.sign(w) == torch.sign(b)).double().mean()),
+                norm_ratio=float(b.norm() / w.norm()) if w.norm() > 0 else math.nan,
+            )
+        )
+    return pd.DataFrame(rows, columns=["layer", "rule", "angle_deg", "sign_concordance", "norm_ratio"])
+
+
+def _weight_grads(model: nn.Module, inputs: Tensor, targets: Tensor, loss_fn: Callable, seed: int) -> dict:
+    for p in model.parameters():
+        p.grad = None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        loss_fn(model(inputs), targets).backward()
+    return {name: _weight_param(layer).grad for name, layer in rule_layers(model)}
+
+
+def gradient_alignment(
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Tensor,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
+) -> pd.DataFrame:
+    """Per rule layer: angle between the rule's weight update and the true BP gradient on the same batch.
+
+    Works on a copy, so ``model`` (its gradients, buffers, batch-norm statistics) is left as it was.
+    Columns ``layer, rule, angle_deg``.
+    """
+    probe = copy.deepcopy(model)
+    seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    rule_grads = _weight_grads(probe, inputs, targets, loss_fn, seed)
+    with exact_backprop(probe):
+        bp_grads = _weight_grads(probe, inputs, targets, loss_fn, seed)
+    rows = [
+        dict(
+            layer=name,
+            rule=layer.rule.name,
+            angle_deg=angle_deg(rule_grads[name], bp_grads[name])
+            if rule_grads[name] is not None and bp_grads[name] is not None
+            else math.nan,
+        )
+        for name, layer in rule_layers(probe)
+    ]
+    return pd.DataFrame(rows, columns=["layer", "rule", "angle_deg"])

@@ -1,0 +1,89 @@
+"""Alignment metrics and the Batch Manhattan optimizer."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import fabook
+from fabook.metrics import angle_deg, gradient_alignment, weight_alignment
+from fabook.optim import BatchManhattan
+
+
+def _mlp(rule, **options):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3))
+    return fabook.convert(net, rule, **options)
+
+
+def test_angle_deg():
+    a = torch.tensor([1.0, 0.0])
+    assert angle_deg(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert angle_deg(a, torch.tensor([0.0, 2.0])) == pytest.approx(90.0)
+    assert angle_deg(a, -a) == pytest.approx(180.0)
+    assert math.isnan(angle_deg(a, torch.zeros(2)))
+
+
+def test_weight_alignment_per_layer():
+    bp = weight_alignment(_mlp("bp"))
+    assert list(bp.columns) == ["layer", "rule", "angle_deg", "sign_concordance", "norm_ratio"]
+    assert list(bp.layer) == ["0", "2", "4"]
+    assert bp.angle_deg.abs().max() < 1e-3 and (bp.sign_concordance == 1).all()
+    assert (bp.norm_ratio - 1).abs().max() < 1e-9
+    usf = weight_alignment(_mlp("usf"))
+    assert (usf.sign_concordance == 1).all() and (usf.angle_deg < 45).all()
+    sc = weight_alignment(_mlp("sc", p=0.0))
+    assert (sc.sign_concordance == 0).all() and (sc.angle_deg > 90).all()
+    dfa = weight_alignment(_mlp("dfa"))
+    assert dfa.angle_deg.isna().all() and list(dfa.rule.unique()) == ["dfa"]
+
+
+def test_gradient_alignment_zero_for_bp_and_leaves_model_untouched():
+    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    bp = gradient_alignment(_mlp("bp"), x, y)
+    assert (bp.angle_deg < 1e-3).all()
+    model = _mlp("fa")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    fa = gradient_alignment(model, x, y)
+    assert list(fa.columns) == ["layer", "rule", "angle_deg"]
+    # the top layer's update is BP's (it gets the true error); lower layers' updates differ
+    assert fa.angle_deg.iloc[-1] < 1e-3 and (fa.angle_deg.iloc[:-1] > 1).all()
+    assert all(p.grad is None for p in model.parameters())
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, state[k], rtol=0, atol=0)
+
+
+def test_gradient_alignment_with_dfa_and_constrained_norm():
+    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    dfa = gradient_alignment(_mlp("dfa"), x, y)
+    assert dfa.angle_deg.notna().all()
+    constrained = gradient_alignment(_mlp("frsf", constrain_norm=True), x, y)
+    assert constrained.angle_deg.notna().all()
+
+
+def test_batch_manhattan_steps_by_sign_with_decay_and_momentum():
+    w = nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
+    opt = BatchManhattan([w], lr=0.1, momentum=0.5, weight_decay=0.01)
+    w.grad = torch.tensor([5.0, -0.001, 0.0])
+    d1 = torch.sign(w.grad) + 0.01 * w.detach()
+    expected = w.detach() - 0.1 * d1
+    opt.step()
+    torch.testing.assert_close(w.detach(), expected)
+    w.grad = torch.tensor([-1.0, 1.0, 2.0])
+    d2 = torch.sign(w.grad) + 0.01 * w.detach()
+    expected = w.detach() - 0.1 * (0.5 * d1 + d2)
+    opt.step()
+    torch.testing.assert_close(w.detach(), expected)
+    with pytest.raises(ValueError, match="lr=-1"):
+        BatchManhattan([w], lr=-1)
+
+
+def test_batch_manhattan_keeps_kp_difference_decaying_exactly():
+    torch.manual_seed(0)
+    layer = fabook.Linear(5, 3, rule="kp", dtype=torch.float64)
+    opt = BatchManhattan(layer.parameters(), lr=0.01, weight_decay=0.1)
+    diff = (layer.weight - layer.feedback).detach().clone()
+    layer(torch.randn(4, 5, dtype=torch.float64)).sum().backward()
+    opt.step()
+    torch.testing.assert_close((layer.weight - layer.feedback).detach(), (1 - 0.001) * diff)
