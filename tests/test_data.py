@@ -370,3 +370,11 @@ def test_imagenet_folder(tmp_path: Path):
     direct = data.load("imagenet", root=tmp_path / "imagenet", max_train=2, max_test=4, seed=5)
     assert len(direct.train) == 2 and len(direct.test) == 4
     assert sorted(int(direct.train[i][1]) for i in range(2)) == [0, 1]
+
+
+def test_repeated_loads_are_equal_and_independent():
+    first = data.load("iris", seed=3)
+    first.train.tensors[0].add_(100.0)  # a caller scribbling on its copy
+    again, fresh = data.load("iris", seed=3), data.load("iris", seed=3)
+    torch.testing.assert_close(again.train.tensors[0], fresh.train.tensors[0], rtol=0, atol=0)
+    assert again.train.tensors[0].abs().max() < 50

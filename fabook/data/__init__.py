@@ -7,6 +7,7 @@ or, for ImageNet, a folder. See :mod:`fabook.data.prepare` for the split, cap an
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -70,8 +71,13 @@ def load(
         raise FileNotFoundError(f"{name}: not found here; missing {lack}. Get it with: {info.fetch}{hint}")
     if name == "imagenet":
         return paper.load_imagenet(root, info, seed=seed, max_train=max_train, max_test=max_test)
-    raw = (offline.LOADERS.get(name) or paper.LOADERS[name])(root, download)
-    return finish(raw, info, seed=seed, max_train=max_train, max_test=max_test)
+    return finish(_raw(name, root, download), info, seed=seed, max_train=max_train, max_test=max_test)
+
+
+@lru_cache(maxsize=32)
+def _raw(name: str, root: Path, download: bool) -> object:
+    """The unsplit data, read once per process (a sweep loads the same sets for many cells; read-only)."""
+    return (offline.LOADERS.get(name) or paper.LOADERS[name])(root, download)
 
 
 def catalogue_table(root: str | Path | None = None) -> pd.DataFrame:

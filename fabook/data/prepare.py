@@ -93,7 +93,7 @@ def standardize(x_train: torch.Tensor, x_test: torch.Tensor) -> None:
 
 
 def finish(raw: Raw, info: DatasetInfo, *, seed: int, max_train: int | None, max_test: int | None) -> Split:
-    """Split (when there is no official test set), cap and standardize ``raw`` (in place) into a Split."""
+    """Split (when there is no official test set), cap and standardize ``raw`` into a Split."""
     check_cap("max_train", max_train)
     check_cap("max_test", max_test)
     split_rng, train_rng, test_rng = streams(seed)
@@ -111,6 +111,8 @@ def finish(raw: Raw, info: DatasetInfo, *, seed: int, max_train: int | None, max
         x_train, y_train = x_train[keep], y_train[keep]
     if (keep := cap_indices(y_test, max_test, test_rng)) is not None:
         x_test, y_test = x_test[keep], y_test[keep]
-    x_train, x_test = x_train.float().contiguous(), x_test.float().contiguous()
-    standardize(x_train, x_test)
+    x_train, x_test = (
+        x.to(torch.float32, memory_format=torch.contiguous_format, copy=True) for x in (x_train, x_test)
+    )
+    standardize(x_train, x_test)  # in place, on copies: ``raw`` stays as read (it may be cached)
     return Split(TensorDataset(x_train, y_train), TensorDataset(x_test, y_test), info)

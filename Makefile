@@ -1,0 +1,43 @@
+# fabook: `make book` builds the book, `make test` tests everything (see README.md).
+# Variables: SCALE=smoke|cpu|paper (book only), PYTHON=python3, TORCH_PINS (installed only if torch is missing).
+PYTHON ?= python3
+SCALE ?= cpu
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+FABOOK_FIGURES ?= $(CURDIR)/figures
+export FABOOK_FIGURES
+
+PIP = $(PYTHON) -m pip
+BOOK = $(PYTHON) -m fabook.book
+NBVAL = $(PYTHON) -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg
+
+.PHONY: help install book html test lint clean
+
+help:
+	@echo "make book [SCALE=cpu]  install, execute every notebook at SCALE, build and check _build/html"
+	@echo "make test              install, unit tests, notebooks at smoke scale + nbval, build and check"
+	@echo "make html              rebuild and check _build/html from the already executed notebooks"
+	@echo "make install | lint | clean"
+
+install:
+	$(PYTHON) -c "import torch, torchvision" 2>/dev/null || $(PIP) install $(TORCH_PINS)
+	$(PIP) install -e '.[book,dev]'
+
+book: install
+	$(BOOK) --scale $(SCALE) --check
+
+html:
+	$(BOOK) --no-execute --check
+
+test: install
+	$(PYTHON) -m pytest
+	rm -rf _build/executed
+	$(BOOK) --scale smoke --no-build
+	$(NBVAL) _build/executed/*.ipynb
+	$(BOOK) --scale smoke --no-execute --check
+
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+clean:
+	rm -rf _build

@@ -1,0 +1,469 @@
+"""Train-step time and peak memory of every learning rule against the same model in plain torch.
+
+One run measures, interleaved and repeated, the train step (forward, cross-entropy, backward, SGD step with
+momentum and weight decay) of each rule against the same model built from plain ``torch.nn`` layers, for
+
+- ``mlp``: 784-1000-1000-10 with ReLU, batch 128;
+- ``resnet20``: a narrow CIFAR ResNet-20 (``--width``, default 0.5: 8/16/32 channels), batch 64, 3x32x32;
+
+on CPU and, with ``--device auto`` when a GPU is at hand, on CUDA. Data are one fixed random batch.
+
+**Timing.** Every variant (plain torch — the unconverted model, ``nn.Linear``/``nn.Conv2d`` —, then each rule
+made by :func:`fabook.convert` from that same model, ``bp`` included) gets its own SGD optimizer and
+``--warmup`` untimed steps (WM's mirroring warm-up happens there). Then, ``--repeats`` times, the variants run
+in a fresh random order; each runs 1 untimed step (to bring its tensors back into cache; skipped when plain
+torch's step takes over 0.25 s), then ``--steps`` timed steps (``torch.cuda.synchronize`` before and after on
+CUDA). A variant whose last warm-up step took over 2x plain torch's (PFA) runs proportionally fewer timed
+steps, at least 1, so that it does not dominate the run. Each timed block records wall time
+(``perf_counter``) and this process's CPU time (``process_time``, all its threads).
+
+``ratio = median(rule) / median(torch)``, the medians over repeats of the per-step times, on one clock:
+``--clock auto`` takes CPU time for ``--device cpu`` with 1 thread — on a CPU shared with other processes
+it is far less disturbed by them than wall time, and with 1 thread it counts only the work done — and wall
+time otherwise (CUDA; or several threads, where OpenMP's spin-waiting inflates CPU time). Both medians are
+printed. ``paired ratio`` gives the median and interquartile range of the per-repeat ratios
+``t_rule / t_torch`` (same repeat, so drifts in machine load cancel): how much to trust the ratio (with few
+repeats it is often closer to the truth than the ratio of medians, which pass/fail uses).
+
+**Peak memory** (one extra step per variant, after the timing): *resting* bytes — the model's parameters and
+buffers plus the optimizer state (momentum buffers), counted by unique storage — plus the *step's* peak: the
+most memory the step allocates above what was allocated when it started (the gradients are freed before,
+``zero_grad(set_to_none=True)``, so the step's peak includes them, the saved activations and every
+temporary). On CUDA the step's peak is ``torch.cuda.max_memory_allocated() - memory_allocated()`` around the
+step; on CPU it is the maximum of the running sum of the CPU allocator's allocation/free events recorded by
+``torch.profiler`` (``profile_memory=True``) over the step. ``peak-memory ratio`` is ``resting + step peak``
+against plain torch's: it includes the rule's persistent feedback state (FA's B, KP's B and its momentum,
+PFA's R, ...), which for the MLP, whose memory is mostly weights, is already 1.28x for one W-sized buffer.
+``step-only`` is the step's peak alone against torch's: the activations, gradients and temporaries of the
+step, where an implementation's overhead shows. The memory target (<= 1.10x for all rules but PFA k = 10
+and sparse PFA) is checked on ``step-only``; both are printed.
+
+**Theory** (``MAC ratio``): multiply-adds of one train step under the rule divided by plain torch's, counted
+per layer from the layer shapes (forward ``W x``; ``δy xᵀ``; ``Bᵀ δy`` where the layer's input needs a
+gradient — not for the first layer). For PFA with expansion k a layer of shape (out, in) at P output
+positions costs, per sample, ``out·k·out·P`` for ``Bᵀ δy``, ``k·out·in·P`` for ``Rᵀ(Bᵀ δy)`` and
+``k·out·in·P`` for R's gradient, in place of ``out·in·P`` for ``Wᵀ δy`` (fabook's implementation).
+``routed`` is the cost if each layer took the cheaper of that and the product route — ``∂R = Bᵀ ∂W``
+(``k·out·out·in`` per step) and ``δx = (B R)ᵀ δy`` (``k·out·out·in`` per step for ``B R``, then
+``out·in·P`` per sample), exact rewrites whose cost does not grow with batch x positions. DFA's ``D e``
+costs ``classes·numel(x)``; WM's mirror step ``2·probes·numel(W)`` per step. Elementwise work
+(activations, BatchNorm, the optimizer, sign rules' ``sign(W)·M``, brSF's redraw, WM's ``lerp``) is not
+counted, so the MAC ratio predicts the step-time ratio only where matmuls dominate.
+
+Usage::
+
+    python benchmarks/rule_overhead.py --device cpu --threads 1 --json overhead.json
+    python benchmarks/rule_overhead.py --device cuda --repeats 15 --steps 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import platform
+import random
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's fabook, not an installed one
+import fabook  # noqa: E402
+from fabook.models import build  # noqa: E402
+from fabook.rules import get_rule  # noqa: E402
+
+TIME_TARGETS = {
+    "bp": 1.10,
+    "fa": 1.10,
+    "usf": 1.10,
+    "brsf": 1.10,
+    "frsf": 1.10,
+    "sc": 1.10,
+    "kp": 1.10,
+    "wm": 1.30,
+    "pfa-o": 1.30,
+}
+"""Step-time targets (ratio to plain torch); rules not listed are reported without one."""
+
+MEMORY_TARGET = 1.10
+NO_MEMORY_TARGET = ("pfa", "sparse-pfa")
+PFA_RULES = ("pfa", "pfa-o", "sparse-pfa")
+"""A step's peak memory <= 1.10x plain torch's for every rule but PFA (k = 10, dense or sparse)."""
+
+MODEL_SPECS = {
+    "mlp": {"input_shape": (784,), "batch": 128},
+    "resnet20": {"input_shape": (3, 32, 32), "batch": 64},
+}
+NUM_CLASSES = 10
+DEFAULT_STEPS = {"cpu": {"mlp": 10, "resnet20": 3}, "cuda": {"mlp": 100, "resnet20": 30}}
+
+
+@dataclass
+class Variant:
+    """One model under test: plain torch or a rule, with its own optimizer."""
+
+    rule: str
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    times: list[float] = field(default_factory=list)  # wall seconds per step, one per repeat
+    cpu_times: list[float] = field(default_factory=list)  # process CPU seconds per step, one per repeat
+    estimate: float = 0.0  # seconds of the last warm-up step
+    steps: int = 0  # timed steps per repeat
+
+
+@dataclass
+class Row:
+    model: str
+    device: str
+    rule: str
+    steps: int  # timed steps per repeat
+    ms: float  # median wall ms per step
+    cpu_ms: float  # median process CPU ms per step
+    wall_ratio: float
+    cpu_ratio: float
+    clock: str  # which of the two `ratio` is: "wall" or "cpu"
+    ratio: float
+    paired_ratio: tuple[float, float, float]  # quartiles of the per-repeat t_rule / t_torch
+    target: float | None
+    passed: bool | None
+    mac_ratio: float
+    mac_ratio_routed: float
+    mem_mb: float
+    mem_ratio: float
+    step_mem_ratio: float
+    mem_passed: bool | None
+    times_ms: list[float]
+    cpu_times_ms: list[float]
+    loss: float
+
+
+def build_model(name: str, width: float) -> nn.Module:
+    spec = MODEL_SPECS[name]
+    if name == "mlp":
+        return build("mlp", spec["input_shape"], NUM_CLASSES, width=1000, depth=2)
+    return build("resnet20", spec["input_shape"], NUM_CLASSES, width=width)
+
+
+def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+
+def train_step(v: Variant, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    v.optimizer.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(v.model(x), y)
+    loss.backward()
+    v.optimizer.step()
+    return loss
+
+
+def synchronizer(device: torch.device):
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+# ---------------------------------------------------------------------------------------------- memory
+
+
+def resting_bytes(v: Variant) -> int:
+    """Bytes of the model's parameters, buffers and optimizer state, each storage counted once."""
+    seen: dict[int, int] = {}
+    tensors = [*v.model.parameters(), *v.model.buffers()]
+    for state in v.optimizer.state.values():
+        tensors += [t for t in state.values() if isinstance(t, torch.Tensor)]
+    for t in tensors:
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+    return sum(seen.values())
+
+
+def step_peak_bytes(v: Variant, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> int:
+    """Highest memory one train step allocates above what was allocated when it started."""
+    v.optimizer.zero_grad(set_to_none=True)
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        train_step(v, x, y)
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        train_step(v, x, y)
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    events.sort(key=lambda e: e.start_ns())
+    current = peak = 0
+    for e in events:
+        if e.device_type() == torch.autograd.DeviceType.CPU:
+            current += e.nbytes()
+            peak = max(peak, current)
+    return peak
+
+
+# ---------------------------------------------------------------------------------------------- theory
+
+
+@dataclass
+class LayerShape:
+    weight_numel: int  # out * in/groups * kh * kw
+    out: int
+    positions: int  # output positions per sample (1 for Linear)
+    input_numel: int  # per sample
+    needs_input_grad: bool
+
+
+def layer_shapes(model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> list[LayerShape]:
+    """The weighted layers of a plain model, from a forward pass of one sample."""
+    shapes: list[LayerShape] = []
+
+    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        x, w = args[0], module.weight
+        positions = output[0, 0].numel() if isinstance(module, nn.Conv2d) else output[0].numel() // w.shape[0]
+        shapes.append(LayerShape(w.numel(), w.shape[0], positions, x[0].numel(), x.requires_grad))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if type(m) in (nn.Linear, nn.Conv2d)]
+    was_training = model.training
+    model.eval()
+    try:
+        model(torch.randn(1, *input_shape, device=device))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return shapes
+
+
+def step_macs(shapes: list[LayerShape], rule: str, batch: int, routed: bool = False) -> float:
+    """Multiply-adds of one train step (forward + backward) under ``rule`` ('torch' for plain torch).
+
+    PFA's cost is fabook's route (``Bᵀ δy`` per sample, then ``R``'s gradient and ``Rᵀ(Bᵀ δy)``); with
+    ``routed`` each layer takes the cheaper of that and the product route (``∂R = Bᵀ ∂W``, ``δx`` through the
+    kernel ``B R``), whose cost does not grow with batch x positions (see benchmarks/README.md).
+    """
+    total = 0.0
+    opts = {} if rule in ("torch", "dfa") else get_rule(rule).options()
+    k = opts.get("k")
+    for s in shapes:
+        rows = batch * s.positions  # samples x output positions
+        w, dx = s.weight_numel, s.needs_input_grad
+        total += 2 * rows * w  # forward W x, and the weight gradient δy xᵀ
+        if k is not None:
+            naive = rows * s.out * k * s.out + rows * k * w * (1 + dx)  # Bᵀ δy; ∂R; Rᵀ (Bᵀ δy)
+            product = k * s.out * w * (1 + dx) + rows * w * dx  # Bᵀ ∂W; B R; (B R)ᵀ δy
+            total += min(naive, product) if routed else naive
+        elif rule == "dfa":
+            total += batch * NUM_CLASSES * s.input_numel * dx  # D e
+        else:
+            total += rows * w * dx  # Bᵀ δy
+        if rule == "wm":  # one mirror step: W x and y xᵀ for `probes` noise inputs
+            total += 2 * opts["probes"] * w
+    return total
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+def run_model(name: str, device: torch.device, rules: list[str], args: argparse.Namespace) -> list[Row]:
+    torch.manual_seed(args.seed)
+    spec = MODEL_SPECS[name]
+    plain = build_model(name, args.width).to(device)
+    variants = [Variant("torch", plain, make_optimizer(plain))]
+    for rule in rules:
+        model = fabook.convert(plain, rule)
+        variants.append(Variant(rule, model, make_optimizer(model)))
+    x = torch.randn(spec["batch"], *spec["input_shape"], device=device)
+    y = torch.randint(0, NUM_CLASSES, (spec["batch"],), device=device)
+    sync = synchronizer(device)
+    steps = args.steps or DEFAULT_STEPS[device.type][name]
+
+    for v in variants:  # warm-up: allocator, kernels, WM's mirroring pass; the last step estimates the cost
+        for _ in range(args.warmup):
+            sync()
+            t0 = time.perf_counter()
+            train_step(v, x, y)
+            sync()
+        v.estimate = time.perf_counter() - t0
+    base = variants[0]
+    for v in variants:  # variants far slower than torch (PFA) run fewer timed steps, at least 1
+        v.steps = steps if v.estimate < 2 * base.estimate else math.ceil(steps * base.estimate / v.estimate)
+    refresh = base.estimate < 0.25  # short steps: 1 untimed step first brings the variant back into cache
+
+    order_rng = random.Random(args.seed)
+    for r in range(args.repeats):
+        order = list(variants)
+        order_rng.shuffle(order)
+        for v in order:
+            if refresh:
+                train_step(v, x, y)
+            gc.collect()
+            sync()
+            c0, t0 = time.process_time(), time.perf_counter()
+            for _ in range(v.steps):
+                train_step(v, x, y)
+            sync()
+            v.times.append((time.perf_counter() - t0) / v.steps)
+            v.cpu_times.append((time.process_time() - c0) / v.steps)
+        if args.verbose:
+            print(f"  {name}/{device.type} repeat {r + 1}/{args.repeats} done", file=sys.stderr)
+
+    losses = {v.rule: train_step(v, x, y).item() for v in variants}
+    mem = {v.rule: (resting_bytes(v), step_peak_bytes(v, x, y, device)) for v in variants}
+    shapes = layer_shapes(plain, spec["input_shape"], device)
+    base_macs = step_macs(shapes, "torch", spec["batch"])
+    clock = args.clock
+    if clock == "auto":
+        clock = "cpu" if device.type == "cpu" and args.one_thread else "wall"
+
+    base_rest, base_step = mem["torch"]
+    rows = []
+    for v in variants:
+        chosen, base_chosen = (v.cpu_times, base.cpu_times) if clock == "cpu" else (v.times, base.times)
+        ratio = statistics.median(chosen) / statistics.median(base_chosen)
+        paired = [t / b for t, b in zip(chosen, base_chosen, strict=True)]
+        q1, q2, q3 = statistics.quantiles(paired, n=4, method="inclusive") if len(paired) > 1 else paired * 3
+        rest, step = mem[v.rule]
+        mem_ratio = (rest + step) / (base_rest + base_step)
+        target = TIME_TARGETS.get(v.rule)
+        mem_target = v.rule not in (*NO_MEMORY_TARGET, "torch")  # checked on the step-only ratio
+        rows.append(
+            Row(
+                model=name,
+                device=device.type,
+                rule=v.rule,
+                steps=v.steps,
+                ms=statistics.median(v.times) * 1e3,
+                cpu_ms=statistics.median(v.cpu_times) * 1e3,
+                wall_ratio=statistics.median(v.times) / statistics.median(base.times),
+                cpu_ratio=statistics.median(v.cpu_times) / statistics.median(base.cpu_times),
+                clock=clock,
+                ratio=ratio,
+                paired_ratio=(q1, q2, q3),
+                target=target,
+                passed=None if target is None else ratio <= target,
+                mac_ratio=step_macs(shapes, v.rule, spec["batch"]) / base_macs,
+                mac_ratio_routed=step_macs(shapes, v.rule, spec["batch"], routed=True) / base_macs,
+                mem_mb=(rest + step) / 2**20,
+                mem_ratio=mem_ratio,
+                step_mem_ratio=step / base_step if base_step else math.nan,
+                mem_passed=(step / base_step <= MEMORY_TARGET) if mem_target else None,
+                times_ms=[t * 1e3 for t in v.times],
+                cpu_times_ms=[t * 1e3 for t in v.cpu_times],
+                loss=losses[v.rule],
+            )
+        )
+    return rows
+
+
+def mark(ok: bool | None) -> str:
+    return "—" if ok is None else ("pass" if ok else "**FAIL**")
+
+
+def table(rows: list[Row]) -> str:
+    head = (
+        "| model | device | rule | median step ms (wall) | CPU ms | ratio vs torch "
+        "| paired ratio median [IQR] | target | pass/fail | MAC ratio (theory) | peak mem MB "
+        "| peak-memory ratio | step-only mem ratio | step mem ≤ 1.10× |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        target = f"≤ {r.target:.2f}×" if r.target is not None else "—"
+        theory = f"{r.mac_ratio:.2f}×"
+        if r.rule in PFA_RULES:
+            theory = f"**{theory}** (routed {r.mac_ratio_routed:.2f}×)"
+        q1, q2, q3 = r.paired_ratio
+        cells = [
+            r.model, r.device, r.rule, f"{r.ms:.1f}", f"{r.cpu_ms:.1f}", f"{r.ratio:.3f}× ({r.clock})",
+            f"{q2:.3f} [{q1:.2f}–{q3:.2f}]", target, mark(r.passed), theory, f"{r.mem_mb:.1f}",
+            f"{r.mem_ratio:.3f}×", f"{r.step_mem_ratio:.2f}×", mark(r.mem_passed),
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
+                   help="auto: CPU, and CUDA too when available (default)")  # fmt: skip
+    p.add_argument("--repeats", type=int, default=5, help="interleaved repeats (median over them)")
+    p.add_argument("--steps", type=int, default=0,
+                   help="timed steps per variant and repeat (default: CPU mlp 10, resnet20 3; "
+                   "CUDA mlp 100, resnet20 30)")  # fmt: skip
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per variant before the repeats")
+    p.add_argument("--models", default="mlp,resnet20", help="comma list of: " + ", ".join(MODEL_SPECS))
+    p.add_argument("--rules", default=",".join(fabook.RULES), help="comma list of rules (default: all)")
+    p.add_argument("--width", type=float, default=0.5, help="resnet20 channel multiplier (default 0.5)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--clock", choices=("auto", "wall", "cpu"), default="auto",
+                   help="clock of the ratio and pass/fail: wall time, or this process's CPU time; auto: CPU "
+                   "time for --device cpu with 1 thread (robust to other processes), else wall")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", metavar="OUT", help="also write the rows and settings to this JSON file")
+    p.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
+    args = p.parse_args(argv)
+    args.models = [m for m in args.models.split(",") if m]
+    args.rules = [r for r in args.rules.split(",") if r]
+    for m in args.models:
+        if m not in MODEL_SPECS:
+            p.error(f"unknown model {m!r}; accepted: {', '.join(MODEL_SPECS)}")
+    for r in args.rules:
+        if r not in fabook.RULES:
+            p.error(f"unknown rule {r!r}; accepted: {', '.join(fabook.RULES)}")
+    if args.repeats < 1 or args.steps < 0 or args.warmup < 1:
+        p.error("--repeats and --warmup must be >= 1, --steps >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.one_thread = torch.get_num_threads() == 1
+    if args.device == "auto":
+        devices = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+    elif args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: torch.cuda.is_available() is False")
+    else:
+        devices = [args.device]
+    if args.device == "cuda" or "cuda" in devices:
+        torch.backends.cudnn.benchmark = True
+
+    started = time.perf_counter()
+    rows: list[Row] = []
+    for device in devices:
+        for name in args.models:
+            rows += run_model(name, torch.device(device), args.rules, args)
+    elapsed = time.perf_counter() - started
+
+    env = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "fabook": str(Path(fabook.__file__).parent),
+        "cuda": torch.cuda.get_device_name() if "cuda" in devices else None,
+    }
+    print(
+        f"# rule overhead: torch {env['torch']}, {env['threads']} CPU thread(s)"
+        + (f", {env['cuda']}" if env["cuda"] else "")
+        + f"; repeats {args.repeats}, resnet20 width {args.width}; {elapsed:.0f} s. Ratio clock: wall = "
+        "wall time, cpu = this process's CPU time; theory: multiply-adds, PFA as implemented (and routed).\n"
+    )
+    print(table(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"settings": {k: v for k, v in vars(args).items()}, "env": env,
+                       "rows": [asdict(r) for r in rows]}, f, indent=1)  # fmt: skip
+    return rows
+
+
+if __name__ == "__main__":
+    main()

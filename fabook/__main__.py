@@ -1,0 +1,7 @@
+"""``python -m fabook``: the ``fabook`` command (:mod:`fabook.cli`)."""
+
+import sys
+
+from fabook.cli import main
+
+sys.exit(main())

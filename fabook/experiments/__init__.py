@@ -1,0 +1,1 @@
+"""One module per notebook: its parameters, the sweep at each scale, its tables, claims and figures."""

@@ -1,0 +1,152 @@
+"""Feedback alignment in a few minutes: BP, FA, uSF, KP, WM and PFA train one MLP on Fashion-MNIST.
+
+Not a single paper's experiment: it shows the book's main ideas side by side, with the claims of the
+papers that introduced each rule checked on this small setting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from fabook import claims as cl
+from fabook.book import check_scale
+from fabook.cli import runs_dir
+from fabook.plots import layer_order
+from fabook.sweep import history_frame, read_results, run_sweep
+
+NOTEBOOK = "intro_feedback_alignment"
+RULES = ("bp", "fa", "usf", "kp", "wm", "pfa")
+RULE_OPTIONS = {"usf": {"scale": "fan_in"}}
+"""uSF with |B| = 1/√fan_in: |B| = 1 needs batch norm or Batch Manhattan (see the Liao et al. chapter)."""
+
+SETTINGS = {
+    "smoke": dict(max_train=1000, max_test=500, epochs=2, width=64, seeds=1),
+    "cpu": dict(max_train=None, max_test=None, epochs=8, width=256, seeds=3),
+    "paper": dict(max_train=None, max_test=None, epochs=40, width=512, seeds=5),
+}
+"""Per scale. ``paper`` borrows Li & Benna's MNIST recipe (2×512 MLP, 40 epochs) for Fashion-MNIST; no paper
+reports these numbers for Fashion-MNIST."""
+
+TRAINING = dict(
+    dataset="fashion-mnist", model="mlp", depth=2, optimizer="sgd", lr=0.01, momentum=0.9,
+    weight_decay=1e-3, batch_size=64, metrics_every=1,
+)  # fmt: skip
+"""Shared by all rules. Weight decay 1e-3 is what aligns KP's and PFA's feedback within a few epochs."""
+
+
+@dataclass(frozen=True)
+class Params:
+    """The notebook's knobs: ``scale`` (smoke | cpu | paper), and overrides of the scale's ``seeds``,
+    ``epochs``, the ``rules`` to compare, and ``jobs`` (parallel cells)."""
+
+    scale: str = "cpu"
+    seeds: int | None = None
+    epochs: int | None = None
+    rules: tuple[str, ...] = RULES
+    jobs: int = 2
+
+    def __post_init__(self) -> None:
+        check_scale(self.scale)
+        object.__setattr__(self, "rules", tuple(self.rules))
+        unknown = sorted(set(self.rules) - set(RULES))
+        if unknown:
+            raise ValueError(f"rules {unknown} are not compared here; accepted: {list(RULES)}")
+        for name in ("seeds", "epochs", "jobs"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name}={value!r} must be a positive integer")
+
+    @property
+    def settings(self) -> dict:
+        s = dict(SETTINGS[self.scale])
+        s.update({k: v for k in ("seeds", "epochs") if (v := getattr(self, k)) is not None})
+        return s
+
+    @property
+    def out_dir(self):
+        return runs_dir() / NOTEBOOK / self.scale
+
+
+def spec(params: Params) -> dict:
+    """The sweep: every rule × seed on the same MLP and data."""
+    s = params.settings
+    base = {**TRAINING, "width": s["width"], "epochs": s["epochs"]}
+    base |= {"max_train": s["max_train"], "max_test": s["max_test"]}
+    conditions = [{"rule": r, "rule_options": RULE_OPTIONS.get(r, {})} for r in params.rules]
+    return {"name": NOTEBOOK, "base": base, "grid": {"seed": list(range(s["seeds"]))}, "conditions": conditions}
+
+
+def run(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run (or resume) the sweep; return the summary (one row per cell) and the per-epoch history."""
+    summary = run_sweep(spec(params), params.out_dir, jobs=params.jobs)
+    wanted = set(summary.key)
+    history = history_frame([r for r in read_results(params.out_dir) if r.key in wanted])
+    return summary, history
+
+
+def _final(history: pd.DataFrame, metric: str, layers: str) -> pd.Series:
+    """Per cell, ``metric`` at its last epoch averaged over the layers whose feedback is used (``"used"``:
+    all but the first) or that receive a feedback signal (``"fed"``: all but the last)."""
+    rows = history[(history.metric == metric) & (history.layer != "")]
+    names = sorted(rows.layer.unique(), key=layer_order)
+    keep = names[1:] if layers == "used" else names[:-1]
+    rows = rows[rows.layer.isin(keep)]
+    last = rows[rows.epoch == rows.groupby("key").epoch.transform("max")]
+    return last.groupby("key").value.mean()
+
+
+def results_table(summary: pd.DataFrame, history: pd.DataFrame, scale: str) -> pd.DataFrame:
+    """Per rule: test accuracy (mean ± sd over seeds), the final angle between W and B, and between the
+    rule's weight update and BP's gradient."""
+    frame = summary.set_index("key")
+    frame["angle_wb"] = _final(history, "weight_angle", "used")
+    frame["angle_update"] = _final(history, "grad_angle", "fed")
+    frame["test_pct"] = 100 * frame.test_acc
+    rows = []
+    for rule, part in frame.groupby("rule", sort=False):
+        rows.append(
+            {
+                "rule": rule,
+                "scale": scale,
+                "seeds": len(part),
+                "test accuracy %": f"{part.test_pct.mean():.2f} ± {part.test_pct.std(ddof=1):.2f}"
+                if len(part) > 1
+                else f"{part.test_pct.mean():.2f}",
+                "angle W–B (°)": round(part.angle_wb.mean(), 1),
+                "angle update–BP (°)": round(part.angle_update.mean(), 1),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def claims(summary: pd.DataFrame, history: pd.DataFrame, scale: str) -> pd.DataFrame:
+    """The papers' claims on this setting, each decided by :func:`fabook.claims.at_least` (difference of
+    means ± 2 standard errors over seeds) against a margin fixed here before any run."""
+    frame = summary.set_index("key")
+    frame["angle_wb"] = _final(history, "weight_angle", "used")
+    first = history[(history.metric == "weight_angle") & (history.epoch == 0) & (history.layer != "")]
+    names = sorted(first.layer.unique(), key=layer_order)[1:]
+    frame["angle_wb_start"] = first[first.layer.isin(names)].groupby("key").value.mean()
+    pct = {r: 100 * frame[frame.rule == r].test_acc for r in frame.rule.unique()}
+    angle = {r: frame[frame.rule == r].angle_wb for r in frame.rule.unique()}
+    out = []
+
+    def add(claim: str, test: str, result: tuple[str, str]) -> None:
+        out.append(cl.Claim(claim, test, *result))
+
+    if {"bp", "fa"} <= set(pct):
+        add("FA learns nearly as well as BP (Lillicrap et al. 2016)",
+            "test acc. FA − BP ≥ −3 points", cl.at_least(pct["fa"], pct["bp"], -3.0, unit=" pts"))  # fmt: skip
+        fa = frame[frame.rule == "fa"]
+        add("With FA, W comes to align with the fixed B (Lillicrap et al. 2016)",
+            "angle W–B at the start − at the end ≥ 5°",
+            cl.at_least(fa.angle_wb_start, fa.angle_wb, 5.0, unit="°"))  # fmt: skip
+    for rule, paper in (("kp", "Akrout et al. 2019"), ("wm", "Akrout et al. 2019"), ("pfa", "Li & Benna 2024")):
+        if {rule, "fa"} <= set(pct):
+            add(f"{rule.upper()} aligns B with W more closely than FA ({paper})",
+                f"angle W–B: FA − {rule.upper()} ≥ 10°", cl.at_least(angle["fa"], angle[rule], 10.0, unit="°"))  # fmt: skip
+            add(f"{rule.upper()} learns at least as well as FA ({paper})",
+                f"test acc. {rule.upper()} − FA ≥ −0.5 points", cl.at_least(pct[rule], pct["fa"], -0.5, unit=" pts"))  # fmt: skip
+    return cl.table(out, scale)

@@ -1,0 +1,187 @@
+"""Sweeps: a grid of cells from a small spec, run (resumably, optionally in parallel) and tabulated.
+
+A spec is a dict (or a JSON file holding one)::
+
+    {"name": "sign-concordance",
+     "base": {"dataset": "digits", "epochs": 20},                 # fields shared by every cell
+     "grid": {"rule": ["fa", "usf"], "seed": [0, 1, 2]},          # every combination of these
+     "conditions": [{"batch_norm": false}, {"batch_norm": true, "optimizer": "bm"}]}   # optional
+
+Its cells are ``product(grid) x conditions``, each ``base`` updated by one grid point and one condition (a
+condition lets several fields vary together). Identical cells are run once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import multiprocessing
+import warnings
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from fabook.results import ResultFileError
+from fabook.train import Config, Result, load_result, result_path, train, validate
+
+SPEC_KEYS = ("name", "base", "grid", "conditions")
+START_METHOD = "spawn"
+"""How worker processes start: "spawn" is safe with CUDA and threads (each worker imports torch anew)."""
+SCALAR_METRICS = ("lr", "train_loss", "train_acc", "test_loss", "test_acc", "time")
+
+
+def load_spec(spec: Mapping[str, Any] | str | Path) -> dict[str, Any]:
+    """A spec as a dict (read from JSON when given a path), checked for unknown keys and shapes."""
+    if not isinstance(spec, Mapping):
+        path = Path(spec)
+        try:
+            spec = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"sweep spec {path} is not valid JSON: {e}") from e
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"sweep spec {path} must hold a JSON object; got {type(spec).__name__}")
+    unknown = sorted(set(spec) - set(SPEC_KEYS))
+    if unknown:
+        raise ValueError(
+            f"unknown sweep spec key(s) {', '.join(map(repr, unknown))}; accepted: {', '.join(SPEC_KEYS)}"
+        )
+    grid = spec.get("grid", {})
+    if not isinstance(grid, Mapping):
+        raise ValueError(f"sweep 'grid' must map field names to lists of values; got {grid!r}")
+    for name, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"sweep grid {name!r} must be a non-empty list of values; got {values!r}")
+    conditions = spec.get("conditions", [{}])
+    if (
+        not isinstance(conditions, list)
+        or not all(isinstance(c, Mapping) for c in conditions)
+        or not conditions
+    ):
+        raise ValueError(f"sweep 'conditions' must be a non-empty list of dicts; got {conditions!r}")
+    for c in conditions:
+        both = sorted(set(c) & set(grid))
+        if both:
+            raise ValueError(
+                f"sweep fields {both} are both in 'grid' and in a condition; put each in one place"
+            )
+    return {
+        "name": spec.get("name", "sweep"),
+        "base": dict(spec.get("base", {})),
+        "grid": dict(grid),
+        "conditions": conditions,
+    }
+
+
+def expand(spec: Mapping[str, Any] | str | Path) -> list[Config]:
+    """The spec's cells, in grid order (last grid field fastest, then conditions), without duplicates."""
+    spec = load_spec(spec)
+    names = list(spec["grid"])
+    cells: dict[str, Config] = {}
+    for values in itertools.product(*spec["grid"].values()):
+        for condition in spec["conditions"]:
+            cfg = Config.from_dict({**spec["base"], **dict(zip(names, values, strict=True)), **condition})
+            cells.setdefault(cfg.key(), cfg)
+    return list(cells.values())
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def _run_cell(config: Config, out_dir: str) -> Result:
+    return train(config, out_dir=out_dir, progress=False)
+
+
+def run_sweep(
+    spec: Mapping[str, Any] | str | Path, out_dir: str | Path, jobs: int = 1, progress: bool = True
+) -> pd.DataFrame:
+    """Run every cell of ``spec`` into ``out_dir`` and return the summary (one row per cell, spec order).
+
+    Every cell is validated before any trains. Finished cells are loaded, interrupted ones resume. With
+    ``jobs > 1`` cells run in that many worker processes (one torch thread each).
+    """
+    spec = load_spec(spec)
+    configs = expand(spec)
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1; got {jobs!r}")
+    for cfg in configs:
+        validate(cfg)
+    out = Path(out_dir)
+    done: dict[str, Result] = {}
+    todo = []
+    for cfg in configs:
+        path = result_path(cfg, out)
+        if path.exists():
+            done[cfg.key()] = load_result(path, cfg)
+        else:
+            todo.append(cfg)
+    bar = tqdm(total=len(configs), initial=len(done), desc=spec["name"], unit="cell", disable=not progress)
+    if jobs == 1 or len(todo) <= 1:
+        for cfg in todo:
+            done[cfg.key()] = train(cfg, out_dir=out, progress=progress)
+            bar.update()
+    else:
+        context = multiprocessing.get_context(START_METHOD)
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker) as pool:
+            futures = {pool.submit(_run_cell, cfg, str(out)): cfg for cfg in todo}
+            try:
+                for future in as_completed(futures):
+                    done[futures[future].key()] = future.result()
+                    bar.update()
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # do not start the other cells
+                raise
+    bar.close()
+    return summary_frame(done[cfg.key()] for cfg in configs)
+
+
+def read_results(out_dir: str | Path) -> list[Result]:
+    """Every result JSON in ``out_dir`` (not its subfolders); other JSON files are skipped with a warning."""
+    found = []
+    for path in sorted(Path(out_dir).glob("*.json")):
+        try:
+            found.append(load_result(path))
+        except ResultFileError as e:
+            warnings.warn(f"skipped: {e}", stacklevel=2)
+    return found
+
+
+def summary_frame(results: Iterable[Result]) -> pd.DataFrame:
+    """One row per result: the config fields, ``options`` (readable ``rule_options``), ``label``, the final
+    test accuracy, best test accuracy, final train loss, ``diverged``, ``wall_time`` and ``key``."""
+    return pd.DataFrame([r.summary() for r in results])
+
+
+def load_results(out_dir: str | Path) -> pd.DataFrame:
+    """The summary of every result stored in ``out_dir``."""
+    return summary_frame(read_results(out_dir))
+
+
+def history_frame(results: Iterable[Result] | str | Path) -> pd.DataFrame:
+    """Long format, one row per (cell, epoch, metric, layer): columns ``key, epoch, metric, layer, value``
+    plus the config columns. Whole-model metrics (``train_loss``, ``test_acc``, ...) have ``layer=""``; the
+    alignment metrics (``weight_angle``, ``sign_concordance``, ``norm_ratio``, ``grad_angle``) one row per
+    rule layer. Accepts results or a folder of them."""
+    if isinstance(results, (str, Path)):
+        results = read_results(results)
+    results = list(results)
+    rows = []
+    for r in results:
+        key = r.key
+        for rec in r.history:
+            epoch = rec["epoch"]
+            rows += [(key, epoch, m, "", rec[m]) for m in SCALAR_METRICS if m in rec]
+            for layer, values in rec.get("layers", {}).items():
+                rows += [(key, epoch, m, layer, v) for m, v in values.items() if m != "rule"]
+    frame = pd.DataFrame(rows, columns=["key", "epoch", "metric", "layer", "value"])
+    frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(float)
+    configs = summary_frame(results)
+    if configs.empty:
+        return frame
+    configs = configs.drop(columns=["rule_options", "test_acc", "best_test_acc", "train_loss", "wall_time"])
+    return frame.merge(configs, on="key", how="left")

@@ -1,0 +1,593 @@
+"""One training run (a *cell*): a :class:`Config` in, a :class:`Result` out.
+
+A cell is identified by its config (:meth:`Config.key`). Given an ``out_dir``, :func:`train` writes the result
+to ``out_dir/<key>.json`` and a checkpoint after every epoch to ``out_dir/<key>.ckpt.pt``; calling it again
+with the same config returns the stored result, or resumes from the checkpoint and ends with the same
+numbers as an uninterrupted run (on the CPU). Every model goes through :func:`fabook.convert`, ``"bp"`` too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import random
+import re
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from tqdm.auto import tqdm
+
+import fabook
+from fabook import data, models, results
+from fabook.results import FORMAT, ResultFileError
+
+OPTIMIZERS = ("sgd", "adam", "bm")
+SCHEDULES = ("None", "'step:E1,E2,...' (lr /10 at those epochs)", "'cosine'")
+METRIC_BATCH = 256
+"""Samples in the fixed train batch on which gradient alignment is measured."""
+EVAL_BATCH = 1024
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that defines a cell. JSON-able; ``rule_options`` is stored sorted by name.
+
+    ``schedule``: None, ``"step:E1,E2,..."`` (lr divided by 10 after epochs E1, E2, ...) or ``"cosine"``
+    (cosine annealing to 0 over ``epochs``). ``optimizer="adam"`` ignores ``momentum``. ``metrics_every``:
+    epochs between alignment measurements (0: never). ``num_workers``: DataLoader workers for data sets
+    that are not held in memory.
+    """
+
+    dataset: str
+    model: str = "mlp"
+    rule: str = "bp"
+    rule_options: dict[str, Any] = field(default_factory=dict)
+    batch_norm: bool = False
+    width: int | float | None = None
+    depth: int | None = None
+    activation: str = "relu"
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str | None = None
+    epochs: int = 10
+    batch_size: int = 64
+    seed: int = 0
+    device: str = "cpu"
+    max_train: int | None = None
+    max_test: int | None = None
+    constrain_norm: bool = False
+    keep_bp: tuple[str, ...] = ()
+    metrics_every: int = 1
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("dataset", "model", "rule", "activation", "optimizer", "device"):
+            _check_type(name, getattr(self, name), str)
+        _check_type("schedule", self.schedule, str, optional=True)
+        _check_type("width", self.width, (int, float), optional=True)
+        for name in ("batch_norm", "constrain_norm"):
+            _check_type(name, getattr(self, name), bool)
+        for name in ("lr", "momentum", "weight_decay"):
+            _check_type(name, getattr(self, name), (int, float))
+            object.__setattr__(self, name, float(getattr(self, name)))
+        for name, low in _INT_FIELDS.items():
+            value = getattr(self, name)
+            if value is not None or name not in _OPTIONAL:
+                _check_type(name, value, int)
+                if value < low:
+                    raise ValueError(f"{name} must be >= {low}; got {value!r}")
+        options = self.rule_options
+        if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+            raise TypeError(f"rule_options must be a dict with str keys; got {options!r}")
+        object.__setattr__(self, "rule_options", results.jsonable({k: options[k] for k in sorted(options)}))
+        keep_bp = (self.keep_bp,) if isinstance(self.keep_bp, str) else tuple(self.keep_bp)
+        for name in keep_bp:
+            _check_type("keep_bp entry", name, str)
+        object.__setattr__(self, "keep_bp", keep_bp)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain JSON values."""
+        return results.jsonable({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Config:
+        """The inverse of :meth:`to_dict`; ValueError naming unknown fields."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ValueError(
+                f"unknown config field(s) {', '.join(map(repr, unknown))}; accepted: {', '.join(names)}"
+            )
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some fields changed."""
+        return self.from_dict({**self.to_dict(), **changes})
+
+    def key(self) -> str:
+        """Stable identity: ``<dataset>-<model>-<rule>-s<seed>-<12 hex of sha1(canonical JSON)>``."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        digest = hashlib.sha1(text.encode()).hexdigest()[:12]
+        prefix = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{self.dataset}-{self.model}-{self.rule}-s{self.seed}")
+        return f"{prefix}-{digest}"
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+
+_INT_FIELDS = {"epochs": 0, "batch_size": 1, "seed": 0, "metrics_every": 0, "num_workers": 0}
+_INT_FIELDS |= {"depth": 0, "max_train": 1, "max_test": 1}
+_OPTIONAL = ("depth", "max_train", "max_test")
+
+
+def _check_type(name: str, value: Any, types: type | tuple[type, ...], optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, types) and (types is bool or not isinstance(value, bool)):
+        return
+    names = types.__name__ if isinstance(types, type) else " or ".join(t.__name__ for t in types)
+    raise TypeError(f"{name} must be {names}{' or None' if optional else ''}; got {value!r}")
+
+
+@dataclass
+class Result:
+    """What a cell produced.
+
+    ``history``: one dict per epoch with ``epoch, lr, train_loss, train_acc, test_loss, test_acc, time`` and,
+    when measured, ``layers``: ``{layer: {rule, weight_angle, sign_concordance, norm_ratio, grad_angle}}``
+    (epoch 0: before training, test numbers and layers only). ``wall_time``: seconds spent in the epochs,
+    summed over resumed sessions. Non-finite numbers are None.
+    """
+
+    config: Config
+    history: list[dict[str, Any]]
+    test_acc: float | None
+    best_test_acc: float | None
+    train_loss: float | None
+    diverged: bool
+    epochs_run: int
+    wall_time: float
+    provenance: dict[str, Any]
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> str:
+        return self.config.key()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document of the result file."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "path"}
+        return results.jsonable({"format": FORMAT, "key": self.key, **d, "config": self.config.to_dict()})
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], path: Path | None = None) -> Result:
+        names = {f.name for f in dataclasses.fields(cls)} - {"path"}
+        fields = {k: v for k, v in d.items() if k in names}
+        return cls(**{**fields, "config": Config.from_dict(d["config"])}, path=path)
+
+    def summary(self) -> dict[str, Any]:
+        """One flat row: the config fields, a readable ``options`` / ``label``, the final numbers, ``key``."""
+        cfg = self.config
+        options = format_options(cfg.rule_options)
+        return {
+            **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)},
+            "options": options,
+            "label": f"{cfg.rule} ({options})" if options else cfg.rule,
+            "test_acc": self.test_acc,
+            "best_test_acc": self.best_test_acc,
+            "train_loss": self.train_loss,
+            "diverged": self.diverged,
+            "epochs_run": self.epochs_run,
+            "wall_time": self.wall_time,
+            "key": self.key,
+        }
+
+
+def format_options(options: Mapping[str, Any]) -> str:
+    """``{"p": 0.5, "scale": 1}`` -> ``"p=0.5, scale=1"``."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+
+
+def result_path(config: Config, out_dir: str | Path) -> Path:
+    """Where ``config``'s result file lives under ``out_dir``."""
+    return Path(out_dir) / f"{config.key()}.json"
+
+
+def load_result(path: str | Path, config: Config | None = None) -> Result:
+    """A stored result; ResultFileError naming the file when it is not one (or not ``config``'s)."""
+    path = Path(path)
+    d = results.read_json(path)
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        raise ResultFileError(f"{path} is not a fabook result (no 'format': {FORMAT!r}); move or delete it")
+    try:
+        result = Result.from_dict(d, path)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ResultFileError(f"{path} is a damaged fabook result ({e}); move or delete it") from e
+    if config is not None and result.config != config:
+        raise ResultFileError(
+            f"{path} holds the result of a different config (key {result.key}, expected {config.key()}); "
+            "move or delete it"
+        )
+    return result
+
+
+# validation ------------------------------------------------------------------------------------------------
+
+
+def parse_schedule(schedule: str | None) -> tuple[str, list[int]] | None:
+    """``None`` | ``("step", milestones)`` | ``("cosine", [])``; ValueError for anything else."""
+    if schedule is None:
+        return None
+    if schedule == "cosine":
+        return ("cosine", [])
+    match = re.fullmatch(r"step:(\d+(?:,\d+)*)", schedule.replace(" ", ""))
+    if match:
+        milestones = [int(m) for m in match.group(1).split(",")]
+        if milestones == sorted(set(milestones)) and milestones[0] > 0:
+            return ("step", milestones)
+    raise ValueError(
+        f"unknown schedule {schedule!r}; accepted: {', '.join(SCHEDULES)} (increasing epochs > 0)"
+    )
+
+
+def parse_device(name: str) -> torch.device:
+    """``torch.device(name)``, checked to exist here."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"unknown device {name!r}; accepted: cpu, cuda, cuda:N, mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available here; use device='cpu'")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} requested but MPS is not available here; use device='cpu'")
+    return device
+
+
+def _check_name(what: str, value: str, accepted: Any) -> None:
+    if value not in accepted:
+        raise ValueError(f"unknown {what} {value!r}; accepted: {', '.join(accepted)}")
+
+
+def validate(config: Config, *, build: bool = True) -> torch.device:
+    """Check ``config`` before any training: names, options, device, data at hand and (``build``) that the
+    model can be built and converted. Raises ValueError/TypeError (FileNotFoundError for missing data)."""
+    _check_name("dataset", config.dataset, data.CATALOGUE)
+    _check_name("model", config.model, models.MODELS)
+    _check_name("rule", config.rule, fabook.RULES)
+    _check_name("optimizer", config.optimizer, OPTIMIZERS)
+    fabook.get_rule(config.rule, **config.rule_options)
+    parse_schedule(config.schedule)
+    device = parse_device(config.device)
+    lack = data.missing(config.dataset)
+    if lack is not None:
+        fetch = data.CATALOGUE[config.dataset].fetch
+        raise FileNotFoundError(
+            f"dataset {config.dataset!r} is not available here (missing {lack}); get it with: {fetch}"
+        )
+    if build:
+        with torch.random.fork_rng(devices=[]):
+            build_model(config)
+    return device
+
+
+def build_model(config: Config) -> nn.Module:
+    """The config's architecture for its data set, converted to its rule (on the CPU)."""
+    info = data.CATALOGUE[config.dataset]
+    model = models.build(
+        config.model, info.input_shape, info.num_classes, width=config.width, depth=config.depth,
+        batch_norm=config.batch_norm, activation=config.activation,
+    )  # fmt: skip
+    return fabook.convert(
+        model,
+        config.rule,
+        keep_bp=config.keep_bp,
+        constrain_norm=config.constrain_norm,
+        **config.rule_options,
+    )
+
+
+def make_optimizer(config: Config, params: Any) -> torch.optim.Optimizer:
+    """The config's optimizer over ``params``."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "bm":
+        return fabook.optim.BatchManhattan(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; accepted: {', '.join(OPTIMIZERS)}")
+
+
+def make_scheduler(
+    config: Config, optimizer: torch.optim.Optimizer
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The config's learning-rate schedule, stepped once per epoch."""
+    parsed = parse_schedule(config.schedule)
+    if parsed is None:
+        return None
+    kind, milestones = parsed
+    if kind == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.epochs, 1))
+
+
+# randomness ------------------------------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator that shuffles epoch ``epoch`` of a run with ``seed`` (independent of what ran before)."""
+    state = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "random": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    version, internal, gauss = state["random"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+# batches ---------------------------------------------------------------------------------------------------
+
+
+class _Data:
+    """A train or test set, held as device tensors when it is a TensorDataset (the fast path)."""
+
+    def __init__(self, dataset: Dataset, device: torch.device, num_workers: int):
+        self.dataset, self.device, self.num_workers = dataset, device, num_workers
+        self.tensors = None
+        if isinstance(dataset, TensorDataset):
+            x, y = dataset.tensors
+            self.tensors = (x.to(device), y.to(device))
+        self.n = len(dataset)
+
+    def batches(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Batches in the generator's random order (in order without one). A last batch of one sample is
+        dropped when shuffling: BatchNorm cannot train on it. Uses no global randomness."""
+        shuffle = generator is not None
+        order = torch.randperm(self.n, generator=generator) if shuffle else torch.arange(self.n)
+        if shuffle and self.n % batch_size == 1 and self.n > 1:
+            order = order[:-1]
+        if self.tensors is not None:
+            x, y = self.tensors
+            for idx in order.to(self.device).split(batch_size):
+                yield x[idx], y[idx]
+            return
+        loader = DataLoader(
+            self.dataset, batch_size, sampler=order.tolist(), num_workers=self.num_workers,
+            generator=generator or torch.Generator().manual_seed(0),  # seeds the workers, not the global RNG
+            pin_memory=self.device.type == "cuda",
+        )  # fmt: skip
+        for xb, yb in loader:
+            yield xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+
+    def sample(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fixed random batch of ``min(n, size)`` samples chosen by ``seed`` (no global randomness used)."""
+        with torch.random.fork_rng(devices=[]):
+            idx = torch.randperm(self.n, generator=torch.Generator().manual_seed(seed))[:n]
+            if self.tensors is not None:
+                idx = idx.to(self.device)
+                return self.tensors[0][idx], self.tensors[1][idx]
+            xs, ys = zip(*(self.dataset[int(i)] for i in idx), strict=True)
+            return torch.stack(xs).to(self.device), torch.as_tensor(ys).to(self.device)
+
+
+# one epoch -------------------------------------------------------------------------------------------------
+
+
+def _train_epoch(
+    model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator
+) -> tuple[float, float]:
+    """One pass of training; the running mean loss and accuracy (summed on the device: no sync per batch)."""
+    model.train()
+    device = next(model.parameters()).device
+    loss_sum, correct, n = torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device), 0
+    for xb, yb in batches:
+        out = model(xb)
+        loss = F.cross_entropy(out, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum.add_(loss.detach(), alpha=len(yb))
+        correct.add_((out.detach().argmax(1) == yb).sum())
+        n += len(yb)
+    return (loss_sum.item() / n, correct.item() / n) if n else (math.nan, math.nan)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterator) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` (in eval mode) over ``batches``."""
+    model.eval()
+    loss_sum = torch.zeros(())
+    correct = n = 0
+    for xb, yb in batches:
+        out = model(xb)
+        loss_sum += F.cross_entropy(out.float(), yb, reduction="sum").cpu()
+        correct += int((out.argmax(1) == yb).sum())
+        n += len(yb)
+    return (loss_sum.item() / n, correct / n) if n else (math.nan, math.nan)
+
+
+def alignment(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, dict[str, Any]]:
+    """Per rule layer: ``weight_angle`` (deg), ``sign_concordance``, ``norm_ratio`` (between ``B`` and ``W``)
+    and ``grad_angle`` (deg, the rule's weight gradient vs backprop's on the batch, in training mode). Leaves
+    the model and the global random state as they were."""
+    was_training = model.training
+    model.train()  # the gradients training makes (gradient_alignment works on a copy of the model)
+    with torch.random.fork_rng(devices=_cuda_devices(model)):
+        weights = fabook.metrics.weight_alignment(model)
+        grads = fabook.metrics.gradient_alignment(model, inputs, targets)
+    model.train(was_training)
+    out: dict[str, dict[str, Any]] = {}
+    for row in weights.to_dict("records"):
+        out[row["layer"]] = {
+            "rule": row["rule"],
+            "weight_angle": row["angle_deg"],
+            "sign_concordance": row["sign_concordance"],
+            "norm_ratio": row["norm_ratio"],
+        }
+    for row in grads.to_dict("records"):
+        out.setdefault(row["layer"], {"rule": row["rule"]})["grad_angle"] = row["angle_deg"]
+    return results.jsonable(out)
+
+
+def _cuda_devices(model: nn.Module) -> list[int]:
+    return sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+
+
+# the run ---------------------------------------------------------------------------------------------------
+
+
+def train(
+    config: Config | Mapping[str, Any], *, out_dir: str | Path | None = None, progress: bool = True
+) -> Result:
+    """Run one cell and return its :class:`Result`.
+
+    With ``out_dir``: a finished cell is loaded, not rerun; an interrupted one resumes from its checkpoint;
+    the result is written to ``out_dir/<key>.json`` (atomically) and the checkpoint removed. A non-finite
+    training loss ends the cell early with ``diverged=True``. Training numbers are the running means over the
+    epoch's batches; test numbers are measured after it. Randomness: global generators seeded from
+    ``config.seed``; each epoch's order from :func:`epoch_generator`; measuring alignment consumes none.
+    """
+    cfg = config if isinstance(config, Config) else Config.from_dict(config)
+    json_path = ckpt_path = None
+    if out_dir is not None:
+        json_path = result_path(cfg, out_dir)
+        ckpt_path = json_path.with_name(f"{cfg.key()}.ckpt.pt")
+        if json_path.exists():
+            return load_result(json_path, cfg)
+    device = validate(cfg, build=False)
+
+    seed_everything(cfg.seed)
+    model = build_model(cfg).to(device)
+    split = data.load(cfg.dataset, seed=cfg.seed, max_train=cfg.max_train, max_test=cfg.max_test)
+    train_set = _Data(split.train, device, cfg.num_workers)
+    test_set = _Data(split.test, device, cfg.num_workers)
+    optimizer = make_optimizer(cfg, model.parameters())
+    scheduler = make_scheduler(cfg, optimizer)
+    probe = train_set.sample(METRIC_BATCH, cfg.seed) if cfg.metrics_every else None
+    eval_batch = max(cfg.batch_size, EVAL_BATCH if test_set.tensors is not None else 256)
+
+    history: list[dict[str, Any]] = []
+    start, elapsed, resumed, epoch, diverged = results.now(), 0.0, [], 0, False
+    if ckpt_path is not None and ckpt_path.exists():
+        state = results.load_checkpoint(ckpt_path)
+        if state.get("key") != cfg.key():
+            raise ResultFileError(
+                f"{ckpt_path} is a checkpoint of another config ({state.get('key')!r}); delete it"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"], device)
+        history, epoch, start, elapsed = state["history"], state["epoch"], state["start"], state["wall_time"]
+        resumed = [*state["resumed"], epoch]
+    elif cfg.metrics_every:
+        test_loss, test_acc = evaluate(model, test_set.batches(eval_batch))
+        history.append(
+            {"epoch": 0, "test_loss": test_loss, "test_acc": test_acc, "layers": alignment(model, *probe)}
+        )
+
+    bar = tqdm(
+        range(epoch + 1, cfg.epochs + 1), initial=epoch, total=cfg.epochs, unit="epoch", leave=False,
+        desc=cfg.key(), disable=not progress,
+    )  # fmt: skip
+    for epoch in bar:
+        t0 = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss, train_acc = _train_epoch(
+            model, optimizer, train_set.batches(cfg.batch_size, epoch_generator(cfg.seed, epoch))
+        )
+        test_loss, test_acc = evaluate(model, test_set.batches(eval_batch))
+        if scheduler is not None:
+            scheduler.step()
+        record = {
+            "epoch": epoch,
+            "lr": lr,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "time": time.perf_counter() - t0,
+        }
+        diverged = not math.isfinite(train_loss)
+        if cfg.metrics_every and not diverged and (epoch % cfg.metrics_every == 0 or epoch == cfg.epochs):
+            record["layers"] = alignment(model, *probe)
+        history.append(results.jsonable(record))
+        elapsed += time.perf_counter() - t0
+        bar.set_postfix(loss=f"{train_loss:.3g}", test_acc=f"{test_acc:.3f}")
+        if diverged:
+            break
+        if ckpt_path is not None and epoch < cfg.epochs:
+            state = dict(key=cfg.key(), epoch=epoch, history=history, start=start, wall_time=elapsed)
+            state |= dict(model=model.state_dict(), optimizer=optimizer.state_dict(), rng=_rng_state(device))
+            results.save_checkpoint(
+                ckpt_path, state | dict(scheduler=scheduler and scheduler.state_dict(), resumed=resumed)
+            )
+    bar.close()
+
+    provenance = dict(seed=cfg.seed, n_train=train_set.n, n_test=test_set.n, threads=torch.get_num_threads())
+    provenance |= dict(start=start, end=results.now(), resumed_at_epochs=resumed)
+    result = _result(cfg, history, diverged, elapsed, {**results.provenance(device), **provenance}, json_path)
+    if json_path is not None:
+        results.write_json(json_path, result.to_dict())
+        ckpt_path.unlink(missing_ok=True)
+    return result
+
+
+def _result(
+    cfg: Config, history: list[dict], diverged: bool, wall_time: float, provenance: dict, path
+) -> Result:
+    """The Result exactly as a reload of its file gives it (NaN -> None)."""
+    trained = [h for h in history if h["epoch"] > 0]
+    accs = [h["test_acc"] for h in trained if h["test_acc"] is not None]
+    result = Result(
+        config=cfg,
+        history=history,
+        test_acc=(trained or history or [{"test_acc": None}])[-1]["test_acc"],
+        best_test_acc=max(accs) if accs else None,
+        train_loss=trained[-1]["train_loss"] if trained else None,
+        diverged=diverged,
+        epochs_run=len(trained),
+        wall_time=wall_time,
+        provenance=provenance,
+    )
+    return Result.from_dict(result.to_dict(), path)

@@ -1,0 +1,195 @@
+"""Tests of the book pipeline (fabook.book) on tiny fake trees; one test runs a real kernel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from fabook import book
+
+ROOT = Path(__file__).resolve().parents[1]
+COLAB = "https://colab.research.google.com/github/fabook/fabook/blob/main/notebooks/{}.ipynb"
+
+
+def write_notebook(path: Path, *sources: str, params: str | None = 'scale = "cpu"') -> Path:
+    """A notebook with a title, an optional parameters cell, then one code cell per source."""
+    cells = [new_markdown_cell("# Demo")]
+    if params is not None:
+        cells.append(new_code_cell(params, metadata={"tags": ["parameters"]}))
+    cells += [new_code_cell(source) for source in sources]
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def page(body: str = "", name: str = "a") -> str:
+    return f'<html><body><a href="{COLAB.format(name)}">Colab</a>{body}</body></html>'
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """A built book that passes every check: one notebook page with a figure, an API page, a toc."""
+    html = tmp_path / "html"
+    (html / "notebooks").mkdir(parents=True)
+    (html / "book").mkdir()
+    (html / "figures" / "a").mkdir(parents=True)
+    (html / "figures" / "a" / "loss.png").write_bytes(b"png")
+    (html / "notebooks" / "a.html").write_text(page('<img src="../figures/a/loss.png"/>'))
+    (html / "book" / "api.html").write_text('<section id="module-fabook.rules"></section>')
+    (tmp_path / "_toc.yml").write_text("root: book/intro\nparts:\n- chapters:\n  - file: notebooks/a\n")
+    return tmp_path
+
+
+def check(site: Path, notebooks=("a",), **kwargs) -> list[str]:
+    kwargs.setdefault("toc", site / "_toc.yml")
+    kwargs.setdefault("api_modules", ["fabook.rules"])
+    return book.check_html(site / "html", notebooks, **kwargs)
+
+
+def test_check_html_passes_a_good_book(site: Path) -> None:
+    assert check(site) == []
+
+
+def test_check_html_reports_a_missing_page_and_toc_entry(site: Path) -> None:
+    problems = check(site, notebooks=("a", "b"))
+    assert any("b.html" in p and "no page" in p for p in problems)
+    assert any("notebooks/b.ipynb is not in" in p for p in problems)
+
+
+def test_check_html_reports_a_toc_entry_without_notebook(site: Path) -> None:
+    problems = check(site, notebooks=())
+    assert problems == [f"{site / '_toc.yml'} lists notebooks/a but notebooks/ has no such notebook"]
+
+
+def test_check_html_reports_an_empty_figure(site: Path) -> None:
+    (site / "html" / "figures" / "a" / "loss.png").write_bytes(b"")
+    problems = check(site)
+    assert any("loss.png" in p and "empty" in p for p in problems)
+
+
+def test_check_html_reports_an_unpublished_figure(site: Path) -> None:
+    figures = site / "figures"
+    (figures / "a").mkdir(parents=True)
+    (figures / "a" / "loss.pdf").write_bytes(b"pdf")
+    assert any("loss.pdf" in p and "not published" in p for p in check(site, figures=figures))
+
+
+def test_check_html_reports_a_traceback(site: Path) -> None:
+    (site / "html" / "notebooks" / "a.html").write_text(page('<div class="output traceback">boom</div>'))
+    assert any("traceback" in p for p in check(site))
+
+
+def test_check_html_reports_a_missing_colab_link(site: Path) -> None:
+    (site / "html" / "notebooks" / "a.html").write_text("<html><body>no launch buttons</body></html>")
+    assert any("Colab" in p for p in check(site))
+
+
+def test_check_html_reports_a_missing_image(site: Path) -> None:
+    (site / "html" / "notebooks" / "a.html").write_text(page('<img src="../_images/gone.png"/>'))
+    assert any("_images/gone.png is missing" in p for p in check(site))
+
+
+def test_check_html_reports_an_undocumented_module(site: Path) -> None:
+    problems = check(site, api_modules=["fabook.rules", "fabook.train"])
+    assert len(problems) == 1 and "fabook.train" in problems[0]
+
+
+def test_check_html_reports_an_unresolved_reference(site: Path) -> None:
+    ref = '<code class="xref py py-func docutils"><span class="pre">fabook.nope</span></code>'
+    (site / "html" / "notebooks" / "a.html").write_text(page(f"see {ref}"))
+    assert any("unresolved reference fabook.nope" in p for p in check(site))
+
+
+def test_check_html_without_a_build(tmp_path: Path) -> None:
+    assert "no built book" in book.check_html(tmp_path / "missing", ["a"])[0]
+
+
+def test_invalid_scale_names_the_accepted_ones() -> None:
+    with pytest.raises(ValueError, match=r"'huge'.*smoke, cpu, paper"):
+        book.check_scale("huge")
+    with pytest.raises(ValueError, match="accepted scales"):
+        book.execute_notebooks("huge", notebooks=[])
+
+
+def test_main_rejects_an_invalid_scale(capsys: pytest.CaptureFixture[str]) -> None:
+    assert book.main(["--scale", "huge", "--no-build"]) == 1
+    assert "smoke, cpu, paper" in capsys.readouterr().err
+
+
+def test_find_notebooks_only(tmp_path: Path) -> None:
+    for name in ("b", "a"):
+        write_notebook(tmp_path / "notebooks" / f"{name}.ipynb", "1")
+    assert [p.name for p in book.find_notebooks(tmp_path)] == ["a.ipynb", "b.ipynb"]
+    assert [p.name for p in book.find_notebooks(tmp_path, ["b.ipynb"])] == ["b.ipynb"]
+    with pytest.raises(ValueError, match="available: a, b"):
+        book.find_notebooks(tmp_path, ["c"])
+
+
+def test_a_notebook_without_parameters_cell_is_refused(tmp_path: Path) -> None:
+    nb = write_notebook(tmp_path / "bare.ipynb", "1", params=None)
+    with pytest.raises(book.NotebookError, match=r"bare\.ipynb.*no cell tagged 'parameters'"):
+        book.execute_notebooks("smoke", tmp_path / "out", [nb], root=tmp_path, progress=False)
+
+
+def test_a_failing_notebook_names_itself_its_cell_and_error(tmp_path: Path) -> None:
+    good = write_notebook(tmp_path / "good.ipynb", "print(scale)")
+    bad = write_notebook(tmp_path / "bad.ipynb", "x = 1", "assert scale == 'smoke'\n1 / 0")
+    with pytest.raises(book.NotebookError) as info:
+        book.execute_notebooks("smoke", tmp_path / "out", [good, bad], root=tmp_path, progress=False)
+    [failure] = info.value.failures
+    # cell 3 of the source notebook: title, parameters, "x = 1", then the failing cell
+    assert "bad.ipynb" in failure and "cell 3 " in failure and "ZeroDivisionError" in failure
+    executed = nbformat.read(tmp_path / "out" / "good.ipynb", as_version=4)
+    assert executed.metadata.papermill.parameters == {"scale": "smoke"}
+    assert any("smoke" in out.get("text", "") for cell in executed.cells for out in cell.get("outputs", []))
+
+
+def test_stage_annotates_notebooks_and_lists_figures(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    for name in book.STAGED_FILES:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("")
+    (root / "book").mkdir()
+    (root / "book" / "cite.md").write_text(f"# Cite\n\n{book.FIGURE_LIST_MARKER}\n")
+    write_notebook(root / "notebooks" / "a.ipynb", "1")
+    write_notebook(root / "notebooks" / "unrun.ipynb", "1")
+    executed = write_notebook(tmp_path / "executed" / "a.ipynb", "1")
+    nb = nbformat.read(executed, as_version=4)
+    nb.metadata["papermill"] = {"parameters": {"scale": "smoke"}}
+    nbformat.write(nb, executed)
+    for folder in ("a", "gone"):  # "gone": figures of a notebook that no longer exists
+        (root / "figures" / folder).mkdir(parents=True)
+        for suffix in (".png", ".pdf"):
+            (root / "figures" / folder / f"loss{suffix}").write_bytes(b"x")
+
+    stage = book.stage(tmp_path / "executed", tmp_path / "stage", root=root, figures=root / "figures")
+
+    assert sorted(p.name for p in (stage / "notebooks").iterdir()) == ["a.ipynb"]
+    staged = nbformat.read(stage / "notebooks" / "a.ipynb", as_version=4)
+    note, links = staged.cells[1].source, staged.cells[-1].source
+    assert "scale = 'smoke'" in note and "reproductions.md" in note
+    assert 'href="../figures/a/loss.png">PNG</a> · <a href="../figures/a/loss.pdf">PDF</a>' in links
+    assert [p.name for p in (stage / "_extra" / "figures").iterdir()] == ["a"]
+    assert (stage / "_extra" / "figures" / "a" / "loss.pdf").read_bytes() == b"x"
+    cite = (stage / "book" / "cite.md").read_text()
+    assert book.FIGURE_LIST_MARKER not in cite and "figures/a/loss.png" in cite
+
+
+def test_the_toc_lists_every_page_and_the_api_page_every_module() -> None:
+    entries = book.toc_files(ROOT / "_toc.yml")
+    pages = {f"book/{p.stem}" for p in (ROOT / "book").glob("*.md")}
+    assert pages <= set(entries), f"pages missing from _toc.yml: {sorted(pages - set(entries))}"
+    assert all((ROOT / f"{entry}.md").is_file() for entry in entries if entry.startswith("book/"))
+    modules = book.api_modules(ROOT / f"{book.API_PAGE}.md")
+    for module in ("rules", "layers", "convert", "optim", "metrics", "data", "models", "train"):
+        assert f"fabook.{module}" in modules
+
+
+def test_main_fails_without_notebooks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert book.main(["--scale", "smoke", "--no-build", "--root", str(tmp_path)]) == 1
+    assert "no notebooks in" in capsys.readouterr().err
