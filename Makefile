@@ -4,7 +4,8 @@ PYTHON ?= python3
 SCALE ?= cpu
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 FABOOK_FIGURES ?= $(CURDIR)/figures
-export FABOOK_FIGURES
+FABOOK_RUNS ?= $(CURDIR)/runs
+export FABOOK_FIGURES FABOOK_RUNS
 
 PIP = $(PYTHON) -m pip
 BOOK = $(PYTHON) -m fabook.book
@@ -28,9 +29,11 @@ book: install
 html:
 	$(BOOK) --no-execute --check
 
+# The smoke notebooks train into a fresh folder, so results from earlier runs can't stand in for this code's.
+test: export FABOOK_RUNS = $(CURDIR)/_build/test-runs
 test: install
 	$(PYTHON) -m pytest
-	rm -rf _build/executed
+	rm -rf _build/executed _build/test-runs
 	$(BOOK) --scale smoke --no-build
 	$(NBVAL) _build/executed/*.ipynb
 	$(BOOK) --scale smoke --no-execute --check

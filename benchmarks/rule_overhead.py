@@ -42,7 +42,8 @@ and sparse PFA) is checked on ``step-only``; both are printed.
 per layer from the layer shapes (forward ``W x``; ``δy xᵀ``; ``Bᵀ δy`` where the layer's input needs a
 gradient — not for the first layer). For PFA with expansion k a layer of shape (out, in) at P output
 positions costs, per sample, ``out·k·out·P`` for ``Bᵀ δy``, ``k·out·in·P`` for ``Rᵀ(Bᵀ δy)`` and
-``k·out·in·P`` for R's gradient, in place of ``out·in·P`` for ``Wᵀ δy`` (fabook's implementation).
+``k·out·in·P`` for R's gradient, in place of ``out·in·P`` for ``Wᵀ δy`` (the per-sample route, fabook's
+implementation when this script was written).
 ``routed`` is the cost if each layer took the cheaper of that and the product route — ``∂R = Bᵀ ∂W``
 (``k·out·out·in`` per step) and ``δx = (B R)ᵀ δy`` (``k·out·out·in`` per step for ``B R``, then
 ``out·in·P`` per sample), exact rewrites whose cost does not grow with batch x positions. DFA's ``D e``

@@ -86,6 +86,10 @@ class RuleLayer(nn.Module):
         """``y xᵀ / n`` for ``n`` unit-variance noise inputs, ``y = W x``: an unbiased estimate of ``W``."""
         raise NotImplementedError
 
+    def mirror_step(self, feedback: Tensor, n: int, weight: float) -> None:
+        """``feedback ← (1 − weight) · feedback + weight · noise_response(n)``, in place."""
+        feedback.lerp_(self.noise_response(n), weight)
+
     @property
     def out_channels_(self) -> int:
         return self.weight.shape[0]
@@ -129,9 +133,9 @@ class Linear(RuleLayer, nn.Linear):
     def mix_channels(self, grad_y: Tensor, matrix: Tensor) -> Tensor:
         return grad_y @ matrix
 
-    def noise_response(self, n: int) -> Tensor:
+    def mirror_step(self, feedback: Tensor, n: int, weight: float) -> None:
         x = torch.randn(n, self.in_features, device=self.weight.device, dtype=self.weight.dtype)
-        return F.linear(x, self.weight).t() @ x / n
+        feedback.addmm_(F.linear(x, self.weight).t(), x, beta=1.0 - weight, alpha=weight / n)  # one pass
 
 
 class Conv2d(RuleLayer, nn.Conv2d):

@@ -38,7 +38,7 @@ def collect(params_cls: type[P], namespace: Mapping[str, Any], before: set[str])
 
 
 def save_figure(fig: Figure, notebook: str, name: str) -> list[Path]:
-    """Save ``fig`` as ``figures/<notebook>/<name>.png`` and ``.pdf`` (atomically) and return the two paths."""
+    """Save ``fig`` as ``figures/<notebook>/<name>.png`` and ``.pdf`` (atomically); return both paths."""
     folder = figures_dir() / notebook
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

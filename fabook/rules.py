@@ -211,7 +211,7 @@ class SignSymmetry(Rule):
         return layer.feedback_magnitude
 
     def backward_weight(self, layer: RuleLayer) -> Tensor:
-        return torch.sign(layer.weight) * self.magnitude(layer)
+        return torch.sign(layer.weight).mul_(self.magnitude(layer))
 
 
 class UniformSignFeedback(SignSymmetry):
@@ -226,7 +226,9 @@ class UniformSignFeedback(SignSymmetry):
 class BatchRandomSignFeedback(SignSymmetry):
     """brSF (Liao et al. 2016): ``B = sign(W) ⊙ M``, ``M ~ U(0, 2·scale)`` redrawn for every batch.
 
-    The redraw happens before each training forward pass; ``M`` is the buffer ``feedback_magnitude``.
+    The redraw happens in each backward pass that sends an error down (a layer whose input needs no
+    gradient, such as the first one, never uses ``B``: it skips the draw); ``M`` is the buffer
+    ``feedback_magnitude``.
     """
 
     name = "brsf"
@@ -234,8 +236,10 @@ class BatchRandomSignFeedback(SignSymmetry):
     def setup(self, layer: RuleLayer) -> None:
         layer.register_buffer("feedback_magnitude", self._draw_magnitude(layer))
 
-    def before_forward(self, layer: RuleLayer) -> None:
-        layer.feedback_magnitude.uniform_(0.0, 2.0 * self._scale(layer))
+    def backward(self, layer: RuleLayer, x: Tensor, grad_y: Tensor, needs: tuple[bool, bool, bool]) -> Grads:
+        if needs[0]:
+            layer.feedback_magnitude.uniform_(0.0, 2.0 * self._scale(layer))
+        return super().backward(layer, x, grad_y, needs)
 
 
 class FixedRandomSignFeedback(SignSymmetry):
@@ -267,6 +271,9 @@ class SignConcordance(FixedRandomSignFeedback):
 
     def magnitude(self, layer: RuleLayer) -> Tensor:
         return layer.feedback_magnitude * layer.feedback_flip
+
+    def backward_weight(self, layer: RuleLayer) -> Tensor:
+        return torch.sign(layer.weight).mul_(layer.feedback_magnitude).mul_(layer.feedback_flip)
 
 
 class WeightMirror(Rule):
@@ -301,10 +308,10 @@ class WeightMirror(Rule):
         """Run mirror steps (the warm-up first, if this layer has not mirrored yet)."""
         if not layer.mirrored:
             for t in range(self.warmup):
-                layer.feedback.lerp_(layer.noise_response(self.probes), 1.0 / (t + 1))
+                layer.mirror_step(layer.feedback, self.probes, 1.0 / (t + 1))
             layer.mirrored.fill_(True)
         for _ in range(steps):
-            layer.feedback.lerp_(layer.noise_response(self.probes), self.lr)
+            layer.mirror_step(layer.feedback, self.probes, self.lr)
 
     def backward_weight(self, layer: RuleLayer) -> Tensor:
         return layer.feedback
@@ -346,6 +353,9 @@ class ProductFeedbackAlignment(Rule):
     with orthonormal rows (``B Bᵀ = I``); ``b_density``/``r_density`` < 1 fix random sparsity masks on
     B and R.
     With ``k = 1`` and ``B = I`` this is Kolen–Pollack. For grouped convolutions ``B`` is block-diagonal.
+
+    The backward pass takes whichever of two equal routes costs fewer multiply-adds: per sample
+    (``s = Bᵀ δy``, ``δx = Rᵀ s``, ``∂R = Σ s xᵀ``) or per step (``∂R = Bᵀ ∂W``, ``δx = (B R)ᵀ δy``).
     """
 
     name = "pfa"
@@ -388,8 +398,22 @@ class ProductFeedbackAlignment(Rule):
         return torch.tensordot(layer.feedback_b, layer.feedback_r, dims=1)
 
     def backward(self, layer: RuleLayer, x: Tensor, grad_y: Tensor, needs: tuple[bool, bool, bool]) -> Grads:
+        b = layer.feedback_b
+        out, hidden = b.shape
+        rows, w = grad_y.numel() // out, layer.weight.numel()  # rows: samples x output positions
+        per_sample = rows * (out * hidden + hidden // out * w * (1 + needs[0]))  # Bᵀδy; ∂R; Rᵀ(Bᵀδy)
+        per_step = hidden * w * (1 + needs[0]) + rows * w * needs[0]  # Bᵀ ∂W; B R; (B R)ᵀ δy
+        if per_step < per_sample:  # the same gradients, through W's: Σ (Bᵀδy) xᵀ = Bᵀ Σ δy xᵀ
+            _, gw, gb = layer.local_grads(x, grad_y, None, (False, True, needs[2]))
+            gr = torch.tensordot(b.t(), gw, dims=1)
+            if self.r_density < 1:
+                gr = gr * layer.feedback_r_mask
+            gx = None
+            if needs[0]:
+                gx = layer.local_grads(x, grad_y, self.backward_weight(layer), (True, False, False))[0]
+            return gx, gw if needs[1] else None, gb, (gr,)
         _, gw, gb = layer.local_grads(x, grad_y, None, (False, needs[1], needs[2]))
-        s = layer.mix_channels(grad_y, layer.feedback_b)  # Bᵀ δy, what R receives
+        s = layer.mix_channels(grad_y, b)  # Bᵀ δy, what R receives
         gx, gr, _ = layer.local_grads(x, s, layer.feedback_r, (needs[0], True, False))
         if self.r_density < 1:
             gr = gr * layer.feedback_r_mask

@@ -4,7 +4,6 @@ import runpy
 import sys
 
 import pytest
-import torch
 
 import fabook
 from fabook.cli import main
@@ -21,15 +20,6 @@ TINY = [
     "--metrics-every",
     "0",
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny cells run faster on one thread, and much faster when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["sweep", "--help"], ["datasets", "--help"]])

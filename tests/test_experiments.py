@@ -27,7 +27,7 @@ def _liao_summary(sign_works: bool, seeds: int = 3) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     rows = []
     for ds, seed in itertools.product(["a", "b", "c", "d", "e"], range(seeds)):
-        for (bn, bm), recipe in liao2016.RECIPES.items():
+        for recipe in liao2016.RECIPES.values():
             for rule in liao2016.RULES:
                 good = rule == "bp" or recipe != "plain"
                 acc = 90 if good else 40

@@ -308,7 +308,7 @@ def test_brsf_redraws_magnitudes_each_batch_and_frsf_does_not():
     seen = {"brsf": [], "frsf": []}
     for _ in range(3):
         for layer in (br, fr):
-            layer(torch.randn(2, 8)).sum().backward()
+            layer(torch.randn(2, 8, requires_grad=True)).sum().backward()
             seen[layer.rule.name].append(layer.backward_weight().clone())
     assert all(not torch.equal(a, b) for a, b in zip(seen["brsf"], seen["brsf"][1:], strict=False))
     assert all(torch.equal(a, b) for a, b in zip(seen["frsf"], seen["frsf"][1:], strict=False))

@@ -1,24 +1,15 @@
 import json
 import pickle
+import sys
 
 import pandas as pd
 import pytest
-import torch
 
 import fabook.sweep as sweep_module
 from fabook.sweep import expand, history_frame, load_results, load_spec, run_sweep
 from fabook.train import Config, result_path
 
 BASE = dict(dataset="digits", epochs=1, max_train=100, max_test=60, batch_size=50, metrics_every=1)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny cells run faster on one thread, and much faster when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_expand_is_grid_times_conditions_in_order():
@@ -126,9 +117,10 @@ def test_interrupted_sweep_runs_only_what_is_missing(tmp_path, monkeypatch):
     assert list(again["test_acc"]) == list(first["test_acc"])
 
 
-def test_parallel_jobs_give_the_same_results(tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep_module, "START_METHOD", "fork")  # spawn re-imports torch per worker: slow here
-    assert pickle.loads(pickle.dumps(Config(**BASE))) == Config(**BASE)
+def test_parallel_jobs_give_the_same_results(tmp_path):
+    assert pickle.loads(pickle.dumps(Config(**BASE))) == Config(**BASE)  # what "spawn" workers need
+    assert sweep_module.start_method([Config(**BASE)]) == ("fork" if sys.platform == "linux" else "spawn")
+    assert sweep_module.start_method([Config(**{**BASE, "device": "cuda"})]) == "spawn"
     spec = {"base": BASE, "grid": {"rule": ["fa", "kp"]}}
     serial = run_sweep(spec, tmp_path / "serial", progress=False)
     parallel = run_sweep(spec, tmp_path / "parallel", jobs=2, progress=False)

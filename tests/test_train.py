@@ -13,15 +13,6 @@ from fabook.train import Config, Result, load_result, result_path, train
 TINY = dict(dataset="digits", epochs=2, max_train=200, max_test=100, batch_size=50, metrics_every=0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny cells run faster on one thread, and much faster when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(**changes) -> Config:
     return Config(**{**TINY, **changes})
 

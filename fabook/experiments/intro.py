@@ -18,6 +18,8 @@ from fabook.sweep import history_frame, read_results, run_sweep
 
 NOTEBOOK = "intro_feedback_alignment"
 RULES = ("bp", "fa", "usf", "kp", "wm", "pfa")
+PAPERS = {"kp": "Akrout et al. 2019", "wm": "Akrout et al. 2019", "pfa": "Li & Benna 2024"}
+"""The paper whose claims are checked for each rule that keeps its feedback close to W."""
 RULE_OPTIONS = {"usf": {"scale": "fan_in"}}
 """uSF with |B| = 1/√fan_in: |B| = 1 needs batch norm or Batch Manhattan (see the Liao et al. chapter)."""
 
@@ -75,7 +77,12 @@ def spec(params: Params) -> dict:
     base = {**TRAINING, "width": s["width"], "epochs": s["epochs"]}
     base |= {"max_train": s["max_train"], "max_test": s["max_test"]}
     conditions = [{"rule": r, "rule_options": RULE_OPTIONS.get(r, {})} for r in params.rules]
-    return {"name": NOTEBOOK, "base": base, "grid": {"seed": list(range(s["seeds"]))}, "conditions": conditions}
+    return {
+        "name": NOTEBOOK,
+        "base": base,
+        "grid": {"seed": list(range(s["seeds"]))},
+        "conditions": conditions,
+    }
 
 
 def run(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -132,21 +139,33 @@ def claims(summary: pd.DataFrame, history: pd.DataFrame, scale: str) -> pd.DataF
     pct = {r: 100 * frame[frame.rule == r].test_acc for r in frame.rule.unique()}
     angle = {r: frame[frame.rule == r].angle_wb for r in frame.rule.unique()}
     out = []
-
-    def add(claim: str, test: str, result: tuple[str, str]) -> None:
-        out.append(cl.Claim(claim, test, *result))
-
     if {"bp", "fa"} <= set(pct):
-        add("FA learns nearly as well as BP (Lillicrap et al. 2016)",
-            "test acc. FA − BP ≥ −3 points", cl.at_least(pct["fa"], pct["bp"], -3.0, unit=" pts"))  # fmt: skip
         fa = frame[frame.rule == "fa"]
-        add("With FA, W comes to align with the fixed B (Lillicrap et al. 2016)",
-            "angle W–B at the start − at the end ≥ 5°",
-            cl.at_least(fa.angle_wb_start, fa.angle_wb, 5.0, unit="°"))  # fmt: skip
-    for rule, paper in (("kp", "Akrout et al. 2019"), ("wm", "Akrout et al. 2019"), ("pfa", "Li & Benna 2024")):
+        out += [
+            cl.Claim(
+                "FA learns nearly as well as BP (Lillicrap et al. 2016)",
+                "test acc. FA − BP ≥ −3 points",
+                *cl.at_least(pct["fa"], pct["bp"], -3.0, unit=" pts"),
+            ),
+            cl.Claim(
+                "With FA, W comes to align with the fixed B (Lillicrap et al. 2016)",
+                "angle W–B at the start − at the end ≥ 5°",
+                *cl.at_least(fa.angle_wb_start, fa.angle_wb, 5.0, unit="°"),
+            ),
+        ]
+    for rule, paper in PAPERS.items():
         if {rule, "fa"} <= set(pct):
-            add(f"{rule.upper()} aligns B with W more closely than FA ({paper})",
-                f"angle W–B: FA − {rule.upper()} ≥ 10°", cl.at_least(angle["fa"], angle[rule], 10.0, unit="°"))  # fmt: skip
-            add(f"{rule.upper()} learns at least as well as FA ({paper})",
-                f"test acc. {rule.upper()} − FA ≥ −0.5 points", cl.at_least(pct[rule], pct["fa"], -0.5, unit=" pts"))  # fmt: skip
+            name = rule.upper()
+            out += [
+                cl.Claim(
+                    f"{name} aligns B with W more closely than FA ({paper})",
+                    f"angle W–B: FA − {name} ≥ 10°",
+                    *cl.at_least(angle["fa"], angle[rule], 10.0, unit="°"),
+                ),
+                cl.Claim(
+                    f"{name} learns at least as well as FA ({paper})",
+                    f"test acc. {name} − FA ≥ −0.5 points",
+                    *cl.at_least(pct[rule], pct["fa"], -0.5, unit=" pts"),
+                ),
+            ]
     return cl.table(out, scale)

@@ -1,4 +1,4 @@
-"""Liao, Leibo & Poggio (2016), "How important is weight symmetry in backpropagation?" — across many data sets.
+"""Liao, Leibo & Poggio (2016), "How important is weight symmetry in backpropagation?", on many data sets.
 
 The study: BP (plain SGD) against asymmetric feedback — FA (random B) and the sign-symmetric uSF, brSF,
 frSF — each with and without batch normalization (BN) and Batch Manhattan (BM), plus a sweep of the fraction
@@ -135,10 +135,12 @@ def conditions(params: Params) -> list[dict]:
     missing = {d: data.missing(d) for d in s["datasets"]}
     missing = {d: why for d, why in missing.items() if why}
     if missing:
-        lines = "\n".join(f"- {d}: missing {why}; get it with: {data.get_info(d).fetch}" for d, why in missing.items())
+        lines = "\n".join(
+            f"- {d}: missing {why}; get it with: {data.get_info(d).fetch}" for d, why in missing.items()
+        )
         raise FileNotFoundError(
-            f"data sets missing for scale {params.scale!r} (or set download = True in the parameters cell; it "
-            f"needs the internet, as on Colab):\n{lines}"
+            f"data sets missing for scale {params.scale!r} (or set download = True in the parameters "
+            f"cell; it needs the internet, as on Colab):\n{lines}"
         )
     out = []
     for name in s["datasets"]:
@@ -153,7 +155,9 @@ def conditions(params: Params) -> list[dict]:
             for rule in RULES:
                 out.append({**base, **OPTIMIZER[bm], "rule": rule, "batch_norm": bn})
         for p in s["levels"]:
-            out.append({**base, **OPTIMIZER[True], "rule": "sc", "rule_options": {"p": p}, "batch_norm": True})
+            out.append(
+                {**base, **OPTIMIZER[True], "rule": "sc", "rule_options": {"p": p}, "batch_norm": True}
+            )
     return out
 
 
@@ -167,9 +171,12 @@ def spec(params: Params) -> dict:
 def run(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run (or resume) the study; the summary gets ``recipe`` and ``concordance`` columns."""
     summary = run_sweep(spec(params), params.out_dir, jobs=params.settings["jobs"])
-    summary["recipe"] = [RECIPES[(bn, opt == "bm")] for bn, opt in zip(summary.batch_norm, summary.optimizer)]
+    summary["recipe"] = [
+        RECIPES[(bn, opt == "bm")] for bn, opt in zip(summary.batch_norm, summary.optimizer, strict=True)
+    ]
     summary["concordance"] = [
-        o.get("p", 1.0) if r in ("sc", "frsf") else np.nan for r, o in zip(summary.rule, summary.rule_options)
+        o.get("p", 1.0) if r in ("sc", "frsf") else np.nan
+        for r, o in zip(summary.rule, summary.rule_options, strict=True)
     ]
     summary["test_pct"] = 100 * summary.test_acc.astype(float)
     tracked = TRACKED[params.scale]
@@ -186,7 +193,8 @@ def datasets_table(params: Params) -> pd.DataFrame:
         info = data.get_info(name)
         n_train = min(info.n_train, s["max_train"] or info.n_train)
         rows.append(
-            dict(dataset=name, kind=info.kind, stands_in_for=KIND_STANDS_IN[info.kind] if info.offline else "itself",
+            dict(dataset=name, kind=info.kind,
+                 stands_in_for=KIND_STANDS_IN[info.kind] if info.offline else "itself",
                  shape="x".join(map(str, info.input_shape)), classes=info.num_classes, n_train=n_train,
                  n_test=min(info.n_test, s["max_test"] or info.n_test), epochs=epochs_for(n_train, s))
         )  # fmt: skip
@@ -204,14 +212,16 @@ def accuracy_table(summary: pd.DataFrame, scale: str) -> pd.DataFrame:
     """Mean test accuracy % per data set (rows) and rule × recipe (columns), over seeds."""
     main = summary[summary.rule.isin(RULES)]
     table = main.pivot_table(index="dataset", columns=["rule", "recipe"], values="test_pct", aggfunc="mean")
-    table = table.reindex(columns=[(r, c) for r in RULES for c in RECIPES.values() if (r, c) in table.columns])
+    table = table.reindex(
+        columns=[(r, c) for r in RULES for c in RECIPES.values() if (r, c) in table.columns]
+    )
     table.columns = [f"{r} {c}" for r, c in table.columns]
     table.insert(0, "scale", scale)
     return table.round(1)
 
 
 def paper_comparison(summary: pd.DataFrame, scale: str) -> pd.DataFrame:
-    """Our frSF/uSF accuracy (``MAIN`` recipe) next to the numbers quoted for the paper, where there is one."""
+    """Our sign rules' accuracy (``MAIN`` recipe) beside the numbers quoted for the paper, where any."""
     rows = []
     for name, part in summary[summary.recipe == MAIN].groupby("dataset"):
         if name not in PAPER_QUOTED:
@@ -264,13 +274,16 @@ def claims(summary: pd.DataFrame, scale: str) -> pd.DataFrame:
     out.append(cl.Claim(
         "More concordant feedback signs are better",
         "Spearman ρ(p, accuracy centred per data set) > 0 with one-sided p < 0.01",
-        f"ρ = {rho:.2f} (one-sided p = {p_one:.1e}); ρ > 0 on {(per_set > 0).sum()}/{per_set.notna().sum()} sets",
+        f"ρ = {rho:.2f} (one-sided p = {p_one:.1e}); "
+        f"ρ > 0 on {(per_set > 0).sum()}/{per_set.notna().sum()} sets",
         verdict,
     ))  # fmt: skip
 
     decided = []
-    for name, part in main.groupby("dataset"):
-        decided.append(cl.at_least(part.test_pct[part.rule == "frsf"], part.test_pct[part.rule == "bp"], -1.0)[1])
+    for _, part in main.groupby("dataset"):
+        decided.append(
+            cl.at_least(part.test_pct[part.rule == "frsf"], part.test_pct[part.rule == "bp"], -1.0)[1]
+        )
     decided = pd.Series(decided)
     firm = decided[decided != cl.INCONCLUSIVE]
     share = (firm == cl.HOLDS).mean() if len(firm) else np.nan
@@ -289,7 +302,8 @@ def claims(summary: pd.DataFrame, scale: str) -> pd.DataFrame:
     out.append(cl.Claim(
         "BN and/or BM are indispensable for asymmetric BP",
         "per (data set, asymmetric rule): best of BN/BM/BN+BM − plain ≥ 5 pts; holds if on ≥ 80 % of pairs",
-        f"on {ok.sum()}/{len(ok)} pairs (median gap {asym.gap.median():.1f} pts; BP's own median gap {bp_gap:.1f})",
+        f"on {ok.sum()}/{len(ok)} pairs (median gap {asym.gap.median():.1f} pts; "
+        f"BP's own median gap {bp_gap:.1f})",
         cl.by_share(ok.mean(), holds_at=0.8, fails_below=0.5),
     ))  # fmt: skip
     return cl.table(out, scale)
