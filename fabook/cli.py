@@ -237,11 +237,10 @@ def _run(args: argparse.Namespace) -> int:
     out = args.out or runs_dir()
     result = train(Config(**values), out_dir=out, progress=not args.no_progress)
     last = next((h for h in reversed(result.history) if h["epoch"] > 0), {})
-    print(
-        f"{result.key}: test_acc {result.test_acc}  best {result.best_test_acc}  "
-        f"train_loss {last.get('train_loss')}  test_loss {last.get('test_loss')}  "
-        f"epochs {result.epochs_run}{'  DIVERGED' if result.diverged else ''}  {result.wall_time:.1f} s"
-    )
+    numbers = dict(test_acc=result.test_acc, best=result.best_test_acc, train_loss=last.get("train_loss"))
+    numbers |= dict(test_loss=last.get("test_loss"), epochs=result.epochs_run)
+    text = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in numbers.items())
+    print(f"{result.key}: {text}{'  DIVERGED' if result.diverged else ''}  ({result.wall_time:.1f} s)")
     print(result.path)
     return 0
 

@@ -70,14 +70,15 @@ def gradient_alignment(
     inputs: Tensor,
     targets: Tensor,
     loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Per rule layer: angle between the rule's weight update and the true BP gradient on the same batch.
 
-    Works on a copy, so ``model`` (its gradients, buffers, batch-norm statistics) is left as it was.
+    Works on a copy, so ``model`` (its gradients, buffers, batch-norm statistics) and the global random
+    state are left as they were; both passes draw their randomness (dropout, brSF, WM) from ``seed``.
     Columns ``layer, rule, angle_deg``.
     """
     probe = copy.deepcopy(model)
-    seed = int(torch.randint(0, 2**31 - 1, ()).item())
     rule_grads = _weight_grads(probe, inputs, targets, loss_fn, seed)
     with exact_backprop(probe):
         bp_grads = _weight_grads(probe, inputs, targets, loss_fn, seed)

@@ -129,7 +129,7 @@ def run_sweep(
     bar = tqdm(total=len(configs), initial=len(done), desc=spec["name"], unit="cell", disable=not progress)
     if jobs == 1 or len(todo) <= 1:
         for cfg in todo:
-            done[cfg.key()] = train(cfg, out_dir=out, progress=False)
+            done[cfg.key()] = train(cfg, out_dir=out, progress=progress)
             bar.update()
     else:
         context = multiprocessing.get_context(start_method(todo))

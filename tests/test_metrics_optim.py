@@ -87,3 +87,13 @@ def test_batch_manhattan_keeps_kp_difference_decaying_exactly():
     layer(torch.randn(4, 5, dtype=torch.float64)).sum().backward()
     opt.step()
     torch.testing.assert_close((layer.weight - layer.feedback).detach(), (1 - 0.001) * diff)
+
+
+def test_gradient_alignment_leaves_the_global_random_state_alone():
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    model = _mlp("brsf")
+    state = torch.get_rng_state()
+    first = gradient_alignment(model, x, y)
+    assert torch.equal(torch.get_rng_state(), state)
+    pd_testing = pytest.importorskip("pandas.testing")
+    pd_testing.assert_frame_equal(first, gradient_alignment(model, x, y))

@@ -25,7 +25,7 @@ RULE_OPTIONS = {"usf": {"scale": "fan_in"}}
 
 SETTINGS = {
     "smoke": dict(max_train=1000, max_test=500, epochs=2, width=64, seeds=1),
-    "cpu": dict(max_train=20000, max_test=None, epochs=6, width=256, seeds=3),
+    "cpu": dict(max_train=15000, max_test=None, epochs=6, width=256, seeds=3),
     "paper": dict(max_train=None, max_test=None, epochs=40, width=512, seeds=5),
 }
 """Per scale. ``paper`` borrows Li & Benna's MNIST recipe (2×512 MLP, 40 epochs) for Fashion-MNIST; no paper
