@@ -37,6 +37,13 @@ def collect(params_cls: type[P], namespace: Mapping[str, Any], before: set[str])
     return params_cls(**given)
 
 
+def check_positive(**values: object) -> None:
+    """ValueError naming the first value that is neither None nor a positive integer."""
+    for name, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name}={value!r} must be a positive integer (or None for the scale's default)")
+
+
 def save_figure(fig: Figure, notebook: str, name: str) -> list[Path]:
     """Save ``fig`` as ``figures/<notebook>/<name>.png`` and ``.pdf`` (atomically); return both paths."""
     folder = figures_dir() / notebook

@@ -13,6 +13,7 @@ import pandas as pd
 from fabook import claims as cl
 from fabook.book import check_scale
 from fabook.cli import runs_dir
+from fabook.notebook import check_positive
 from fabook.plots import layer_order
 from fabook.sweep import history_frame, read_results, run_sweep
 
@@ -21,7 +22,7 @@ RULES = ("bp", "fa", "usf", "kp", "wm", "pfa")
 PAPERS = {"kp": "Akrout et al. 2019", "wm": "Akrout et al. 2019", "pfa": "Li & Benna 2024"}
 """The paper whose claims are checked for each rule that keeps its feedback close to W."""
 RULE_OPTIONS = {"usf": {"scale": "fan_in"}}
-"""uSF with |B| = 1/√fan_in: |B| = 1 needs batch norm or Batch Manhattan (see the Liao et al. chapter)."""
+"""uSF with ``|B| = 1/√fan_in``: the paper's ``|B| = 1`` needs batch norm or Batch Manhattan (see the Liao chapter)."""
 
 SETTINGS = {
     "smoke": dict(max_train=1000, max_test=500, epochs=2, width=64, seeds=1),
@@ -55,10 +56,7 @@ class Params:
         unknown = sorted(set(self.rules) - set(RULES))
         if unknown:
             raise ValueError(f"rules {unknown} are not compared here; accepted: {list(RULES)}")
-        for name in ("seeds", "epochs", "jobs"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name}={value!r} must be a positive integer")
+        check_positive(seeds=self.seeds, epochs=self.epochs, jobs=self.jobs)
 
     @property
     def settings(self) -> dict:

@@ -21,6 +21,7 @@ from fabook import claims as cl
 from fabook import data
 from fabook.book import check_scale
 from fabook.cli import runs_dir
+from fabook.notebook import check_positive
 from fabook.sweep import history_frame, read_results, run_sweep
 
 NOTEBOOK = "liao2016_sign_symmetry"
@@ -100,10 +101,7 @@ class Params:
             unknown = sorted(set(self.datasets) - set(data.CATALOGUE))
             if unknown:
                 raise ValueError(f"unknown dataset(s) {unknown}; accepted: {', '.join(data.CATALOGUE)}")
-        for name in ("seeds", "jobs"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name}={value!r} must be a positive integer")
+        check_positive(seeds=self.seeds, jobs=self.jobs)
 
     @property
     def settings(self) -> dict:
@@ -259,7 +257,7 @@ def claims(summary: pd.DataFrame, scale: str) -> pd.DataFrame:
     out.append(cl.Claim(
         "Feedback magnitudes don't matter: uSF ≈ brSF ≈ frSF",
         "per data set, max − min of the three mean accuracies ≤ max(2 pts, 2 SE); holds if on ≥ 80 % of sets",
-        f"within on {ok.sum()}/{len(ok)} data sets (median spread {spread.median():.2f} pts)",
+        f"within the margin on {ok.sum()}/{len(ok)} data sets (median spread {spread.median():.2f} pts)",
         cl.by_share(ok.mean(), holds_at=0.8, fails_below=0.5),
     ))  # fmt: skip
 
