@@ -33,6 +33,8 @@ def over_training(
             ax.set_title(f"layer {layer}")
         if ax is not axes[0][-1] and ax.get_legend():
             ax.get_legend().remove()
+        elif ax.get_legend():
+            ax.get_legend().set_title("rule" if hue == "label" else hue)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
