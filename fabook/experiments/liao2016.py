@@ -206,16 +206,21 @@ def _main_cells(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([asym, bp])
 
 
-def accuracy_table(summary: pd.DataFrame, scale: str) -> pd.DataFrame:
-    """Mean test accuracy % per data set (rows) and rule × recipe (columns), over seeds."""
+def accuracy_table(summary: pd.DataFrame, scale: str, *, sd: bool = False) -> pd.DataFrame:
+    """Mean test accuracy % per data set (rows) and rule × recipe (columns) over seeds; with ``sd``, as
+    ``"mean ± sd"`` text."""
     main = summary[summary.rule.isin(RULES)]
-    table = main.pivot_table(index="dataset", columns=["rule", "recipe"], values="test_pct", aggfunc="mean")
+    pivot = dict(index="dataset", columns=["rule", "recipe"], values="test_pct")
+    table = main.pivot_table(**pivot, aggfunc="mean")
+    if sd:
+        spread = main.pivot_table(**pivot, aggfunc="std")
+        table = table.round(1).astype(str) + " ± " + spread.round(1).astype(str)
     table = table.reindex(
         columns=[(r, c) for r in RULES for c in RECIPES.values() if (r, c) in table.columns]
     )
     table.columns = [f"{r} {c}" for r, c in table.columns]
     table.insert(0, "scale", scale)
-    return table.round(1)
+    return table if sd else table.round(1)
 
 
 def paper_comparison(summary: pd.DataFrame, scale: str) -> pd.DataFrame:
