@@ -56,7 +56,7 @@ def test_liao_figures_and_tables_from_a_summary():
     table = liao2016.accuracy_table(summary, "cpu")
     assert table.shape == (5, 1 + 5 * 4) and table["bp BN"].between(89, 91).all()
     text = liao2016.accuracy_table(summary, "cpu", sd=True)
-    assert text.shape == table.shape and text["fa plain"].str.fullmatch(r"40\.\d ± 0\.\d").all()
+    assert text.shape == table.shape and text["fa plain"].str.fullmatch(r"(39|40)\.\d ± 0\.\d").all()
     gaps = liao2016.ablation_gaps(summary)
     assert gaps[gaps.rule == "fa"].gap.between(49, 51).all()
     for fig in (liao2016.heatmap(summary, "cpu"), liao2016.concordance_figure(summary),
