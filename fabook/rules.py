@@ -269,9 +269,6 @@ class SignConcordance(FixedRandomSignFeedback):
         agree = torch.rand_like(layer.weight, requires_grad=False) < self.p
         layer.register_buffer("feedback_flip", agree.to(layer.weight.dtype) * 2 - 1)
 
-    def magnitude(self, layer: RuleLayer) -> Tensor:
-        return layer.feedback_magnitude * layer.feedback_flip
-
     def backward_weight(self, layer: RuleLayer) -> Tensor:
         return torch.sign(layer.weight).mul_(layer.feedback_magnitude).mul_(layer.feedback_flip)
 
