@@ -103,3 +103,23 @@ def test_save_figure_writes_png_and_pdf(tmp_path, monkeypatch):
     paths = notebook.save_figure(fig, "nb", "curve")
     assert [p.name for p in paths] == ["curve.png", "curve.pdf"]
     assert all(p.stat().st_size > 0 and p.parent == tmp_path / "nb" for p in paths)
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [({"scale": "huge"}, "unknown scale 'huge'; accepted scales: smoke, cpu, paper"),
+     ({"scale": "smoke", "sedes": 3}, r"unknown parameter(s) ['sedes']; this notebook accepts")],
+)  # fmt: skip
+def test_a_bad_papermill_parameter_stops_the_notebook_before_any_training(
+    tmp_path, monkeypatch, parameters, message
+):
+    papermill = pytest.importorskip("papermill")
+    monkeypatch.setenv("FABOOK_RUNS", str(tmp_path / "runs"))
+    out = tmp_path / "out.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError) as failure:
+        papermill.execute_notebook(
+            "notebooks/intro_feedback_alignment.ipynb", out, parameters=parameters, kernel_name="python3",
+            progress_bar=False, cwd=tmp_path,
+        )  # fmt: skip
+    assert message in str(failure.value)
+    assert not (tmp_path / "runs").exists()
