@@ -401,17 +401,14 @@ class ProductFeedbackAlignment(Rule):
         per_sample = rows * (out * hidden + hidden // out * w * (1 + needs[0]))  # Bᵀδy; ∂R; Rᵀ(Bᵀδy)
         per_step = hidden * w * (1 + needs[0]) + rows * w * needs[0]  # Bᵀ ∂W; B R; (B R)ᵀ δy
         if per_step < per_sample:  # the same gradients, through W's: Σ (Bᵀδy) xᵀ = Bᵀ Σ δy xᵀ
-            _, gw, gb = layer.local_grads(x, grad_y, None, (False, True, needs[2]))
+            feedback = self.backward_weight(layer) if needs[0] else None
+            gx, gw, gb = layer.local_grads(x, grad_y, feedback, (needs[0], True, needs[2]))
             gr = torch.tensordot(b.t(), gw, dims=1)
-            if self.r_density < 1:
-                gr = gr * layer.feedback_r_mask
-            gx = None
-            if needs[0]:
-                gx = layer.local_grads(x, grad_y, self.backward_weight(layer), (True, False, False))[0]
-            return gx, gw if needs[1] else None, gb, (gr,)
-        _, gw, gb = layer.local_grads(x, grad_y, None, (False, needs[1], needs[2]))
-        s = layer.mix_channels(grad_y, b)  # Bᵀ δy, what R receives
-        gx, gr, _ = layer.local_grads(x, s, layer.feedback_r, (needs[0], True, False))
+            gw = gw if needs[1] else None
+        else:
+            _, gw, gb = layer.local_grads(x, grad_y, None, (False, needs[1], needs[2]))
+            s = layer.mix_channels(grad_y, b)  # Bᵀ δy, what R receives
+            gx, gr, _ = layer.local_grads(x, s, layer.feedback_r, (needs[0], True, False))
         if self.r_density < 1:
             gr = gr * layer.feedback_r_mask
         return gx, gw, gb, (gr,)

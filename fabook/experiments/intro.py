@@ -91,26 +91,33 @@ def run(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
     return summary, history
 
 
-def _final(history: pd.DataFrame, metric: str, layers: str) -> pd.Series:
-    """Per cell, ``metric`` at its last epoch averaged over the layers whose feedback is used (``"used"``:
-    all but the first) or that receive a feedback signal (``"fed"``: all but the last)."""
+def _layer_mean(history: pd.DataFrame, metric: str, layers: str, *, first: bool = False) -> pd.Series:
+    """Per cell, ``metric`` at its last (``first``: its first) measured epoch, averaged over the layers whose
+    feedback is used (``"used"``: all but the first) or that receive a feedback signal (``"fed"``: all but
+    the last)."""
     rows = history[(history.metric == metric) & (history.layer != "")]
     names = sorted(rows.layer.unique(), key=layer_order)
     keep = names[1:] if layers == "used" else names[:-1]
     rows = rows[rows.layer.isin(keep)]
-    last = rows[rows.epoch == rows.groupby("key").epoch.transform("max")]
-    return last.groupby("key").value.mean()
+    at = rows[rows.epoch == rows.groupby("key").epoch.transform("min" if first else "max")]
+    return at.groupby("key").value.mean()
+
+
+def _cells(summary: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: the summary plus test accuracy in % and the angles the tables and claims use."""
+    frame = summary.set_index("key")
+    frame["test_pct"] = 100 * frame.test_acc
+    frame["angle_wb"] = _layer_mean(history, "weight_angle", "used")
+    frame["angle_wb_start"] = _layer_mean(history, "weight_angle", "used", first=True)
+    frame["angle_update"] = _layer_mean(history, "grad_angle", "fed")
+    return frame
 
 
 def results_table(summary: pd.DataFrame, history: pd.DataFrame, scale: str) -> pd.DataFrame:
     """Per rule: test accuracy (mean ± sd over seeds), the final angle between W and B, and between the
     rule's weight update and BP's gradient."""
-    frame = summary.set_index("key")
-    frame["angle_wb"] = _final(history, "weight_angle", "used")
-    frame["angle_update"] = _final(history, "grad_angle", "fed")
-    frame["test_pct"] = 100 * frame.test_acc
     rows = []
-    for rule, part in frame.groupby("rule", sort=False):
+    for rule, part in _cells(summary, history).groupby("rule", sort=False):
         rows.append(
             {
                 "rule": rule,
@@ -129,12 +136,8 @@ def results_table(summary: pd.DataFrame, history: pd.DataFrame, scale: str) -> p
 def claims(summary: pd.DataFrame, history: pd.DataFrame, scale: str) -> pd.DataFrame:
     """The papers' claims on this setting, each decided by :func:`fabook.claims.at_least` (difference of
     means ± 2 standard errors over seeds) against a margin fixed here before any run."""
-    frame = summary.set_index("key")
-    frame["angle_wb"] = _final(history, "weight_angle", "used")
-    first = history[(history.metric == "weight_angle") & (history.epoch == 0) & (history.layer != "")]
-    names = sorted(first.layer.unique(), key=layer_order)[1:]
-    frame["angle_wb_start"] = first[first.layer.isin(names)].groupby("key").value.mean()
-    pct = {r: 100 * frame[frame.rule == r].test_acc for r in frame.rule.unique()}
+    frame = _cells(summary, history)
+    pct = {r: frame[frame.rule == r].test_pct for r in frame.rule.unique()}
     angle = {r: frame[frame.rule == r].angle_wb for r in frame.rule.unique()}
     out = []
     if {"bp", "fa"} <= set(pct):
