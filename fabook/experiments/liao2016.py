@@ -199,6 +199,11 @@ def datasets_table(params: Params) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _sweep_cells(summary: pd.DataFrame) -> pd.DataFrame:
+    """The sign-concordance sweep: ``sc`` at every level and frSF as p = 1, in the ``MAIN`` recipe."""
+    return summary[summary.rule.isin(["sc", "frsf"]) & (summary.recipe == MAIN)].copy()
+
+
 def _main_cells(summary: pd.DataFrame) -> pd.DataFrame:
     """The ``MAIN`` recipe for asymmetric rules and plain-SGD BP with BN, the paper's baseline."""
     asym = summary[(summary.recipe == MAIN) & summary.rule.isin(ASYMMETRIC)]
@@ -266,7 +271,7 @@ def claims(summary: pd.DataFrame, scale: str) -> pd.DataFrame:
         cl.by_share(ok.mean(), holds_at=0.8, fails_below=0.5),
     ))  # fmt: skip
 
-    sweep = summary[(summary.rule.isin(["sc", "frsf"])) & (summary.recipe == MAIN)].copy()
+    sweep = _sweep_cells(summary)
     sweep["centred"] = sweep.test_pct - sweep.groupby("dataset").test_pct.transform("mean")
     rho, p_two = stats.spearmanr(sweep.concordance, sweep.centred)
     p_one = p_two / 2 if rho > 0 else 1 - p_two / 2
@@ -337,7 +342,7 @@ def heatmap(summary: pd.DataFrame, scale: str) -> Figure:
 
 def concordance_figure(summary: pd.DataFrame) -> Figure:
     """Accuracy against the fraction of concordant signs: one thin line per data set, the mean in black."""
-    sweep = summary[(summary.rule.isin(["sc", "frsf"])) & (summary.recipe == MAIN)].copy()
+    sweep = _sweep_cells(summary)
     top = sweep[sweep.concordance == 1.0].groupby("dataset").test_pct.mean()
     sweep["relative"] = sweep.test_pct - sweep.dataset.map(top)
     fig, ax = plt.subplots(figsize=(6, 4))
