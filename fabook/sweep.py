@@ -31,7 +31,7 @@ from fabook.results import ResultFileError
 from fabook.train import Config, Result, load_result, result_path, train, validate
 
 SPEC_KEYS = ("name", "base", "grid", "conditions")
-SCALAR_METRICS = ("lr", "train_loss", "train_acc", "test_loss", "test_acc", "time")
+SCALAR_METRICS = ("lr", "weight_decay", "train_loss", "train_acc", "test_loss", "test_acc", "time")
 
 
 def load_spec(spec: Mapping[str, Any] | str | Path) -> dict[str, Any]:
