@@ -77,7 +77,8 @@ def test_paper_numbers_appear_only_at_paper_scale():
     assert not any("paper" in c for c in cpu.columns) and len(cpu) == 6 and (cpu.seeds == 3).all()
     assert cpu["MLP 2×512 %"].str.fullmatch(r"\d+\.\d\d ± \d\.\d\d").all()
     paper = li.comparison_table(summary, "paper")
-    assert paper["paper, CIFAR-10 ResNet-20 % (approx.)"].tolist() == [li.PAPER["resnet20"][r] for r in li.RULES]
+    quoted = paper["paper, CIFAR-10 ResNet-20 % (approx.)"]
+    assert quoted.tolist() == [li.PAPER["resnet20"][r] for r in li.RULES]
 
 
 def test_tables_and_figures_from_results():
@@ -89,7 +90,8 @@ def test_tables_and_figures_from_results():
     assert pfa.angle_wb.between(8, 12).all()  # the last epoch, over the layers whose feedback is used
     sparse = li.sparse_table(runs.sparse, runs.sparse_history, "cpu")
     assert len(sparse) == len(li.DENSITIES) + len(li.EXPANSIONS)
-    figures = [li.gap_figure(runs.comparison, "cpu"), li.sparse_figure(runs.sparse, runs.sparse_history, "cpu")]
+    figures = [li.gap_figure(runs.comparison, "cpu")]
+    figures.append(li.sparse_figure(runs.sparse, runs.sparse_history, "cpu"))
     figures += [li.alignment_over_training(runs.history, a, m, "cpu") for a in li.MODELS
                 for m in ("weight_angle", "grad_angle")]  # fmt: skip
     for fig in figures:
@@ -139,7 +141,8 @@ def test_params_are_checked():
 
 def test_paper_scale_names_the_missing_data(monkeypatch, tmp_path):
     monkeypatch.setenv("FABOOK_DATA", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match=r"(?s)set download = True.*cifar10: missing .*mnist: missing"):
+    message = r"(?s)set download = True.*cifar10: missing .*mnist: missing"
+    with pytest.raises(FileNotFoundError, match=message):
         li.comparison_spec(li.Params(scale="paper"))
 
 
