@@ -75,7 +75,7 @@ def test_paper_numbers_appear_only_at_paper_scale():
     summary = _fake_runs(True).comparison
     cpu = li.comparison_table(summary, "cpu")
     assert not any("paper" in c for c in cpu.columns) and len(cpu) == 6 and (cpu.seeds == 3).all()
-    assert cpu["MLP 2×512 %"].str.fullmatch(r"\d+\.\d\d ± \d\.\d\d").all()
+    assert cpu["MLP %"].str.fullmatch(r"\d+\.\d\d ± \d\.\d\d").all()
     paper = li.comparison_table(summary, "paper")
     quoted = paper["paper, CIFAR-10 ResNet-20 % (approx.)"]
     assert quoted.tolist() == [li.PAPER["resnet20"][r] for r in li.RULES]

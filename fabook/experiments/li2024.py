@@ -33,7 +33,7 @@ SMOKE_DATASET = "fashion-mnist"
 RULES = ("bp", "fa", "dfa", "usf", "pfa", "pfa-o")
 LABELS = {"bp": "BP", "fa": "FA", "dfa": "DFA", "usf": "sign symmetry", "pfa": "PFA", "pfa-o": "PFA-o"}
 MODELS = ("mlp", "resnet20")
-MODEL_LABELS = {"mlp": "MLP 2×512", "resnet20": "ResNet-20"}
+MODEL_LABELS = {"mlp": "MLP", "resnet20": "ResNet-20"}
 DENSITIES = (0.05, 0.1, 0.25, 0.5, 1.0)
 """Feedback densities of sparse PFA: the fraction of nonzero entries of the fixed ``B`` (``R`` is dense)."""
 EXPANSIONS = (1, 2, 5, 10)
