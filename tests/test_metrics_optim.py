@@ -106,9 +106,9 @@ def test_weight_alignment_of_pfa_measures_w_against_the_product_b_r(rule, option
     model = fabook.convert(net, rule, **options)
     table = weight_alignment(model).set_index("layer")
     for name, layer in fabook.layers.rule_layers(model):
-        b, r = layer.feedback_b.double(), layer.feedback_r.double()
+        b, r = layer.feedback_b.double(), layer.feedback_r.detach().double()
         product = (b @ r.flatten(1)).reshape(layer.weight.shape)  # independent of the rule's tensordot
-        w = layer.weight.double().flatten()
+        w = layer.weight.detach().double().flatten()
         cos = float(w @ product.flatten() / (w.norm() * product.norm()))
         assert table.loc[name, "angle_deg"] == pytest.approx(math.degrees(math.acos(cos)), abs=1e-4)
         assert table.loc[name, "norm_ratio"] == pytest.approx(float(product.norm() / w.norm()), rel=1e-5)
