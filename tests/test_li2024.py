@@ -113,6 +113,13 @@ def test_recipe_follows_the_official_configs():
     assert pfa_o["weight_decay"] == 0.005 and pfa_o["weight_decay_schedule"] == "1:0.0001"
     assert pfa_o["schedule"] == "step:100,150,200" and pfa_o["lr"] == 0.1
     assert li.RULE_OPTIONS["usf"] == {"scale": "fan_in"} and li.RULE_OPTIONS["pfa"]["k"] == 10
+    # a smaller training set: the early decay grows so that its first epoch shrinks W and R as much
+    small = li.cell("resnet20", "pfa", li.RULE_OPTIONS["pfa"], dict(width=1, max_train=4000, epochs=4),
+                    "fashion-mnist", None)  # fmt: skip
+    assert small["weight_decay"] == pytest.approx(0.005 * 50000 / 4000) and small["schedule"] == "step:2,3"
+    full = li.cell("mlp", "pfa", li.RULE_OPTIONS["pfa"], dict(width=512, max_train=None, epochs=2),
+                   "fashion-mnist", None)  # fmt: skip
+    assert full["weight_decay"] == 0.03 and full["schedule"] == "step:1;gamma=0.5"
 
 
 def test_smoke_cells_are_valid_and_sparse_sweep_shares_cells():

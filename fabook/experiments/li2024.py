@@ -54,15 +54,17 @@ RULE_OPTIONS = {
 
 RECIPES = {
     "mlp": dict(model="mlp", depth=2, batch_size=64, lr=0.01, milestones=(0.5, 0.75), gamma=0.5,
-                pfa_decay=(0.03, 9e-5), dfa_lr=0.01),
+                pfa_decay=(0.03, 9e-5), dfa_lr=0.01, official_n=60000),
     "resnet20": dict(model="resnet20", batch_size=128, lr=0.1, milestones=(0.4, 0.6, 0.8), gamma=0.1,
-                     pfa_decay=(0.005, 1e-4), dfa_lr=0.001),
+                     pfa_decay=(0.005, 1e-4), dfa_lr=0.001, official_n=50000),
 }  # fmt: skip
 """The official configs: MNIST MLP (lr 0.01, ×0.5 at epochs 20 and 30 of 40; PFA decay 0.03 → 9e-5) and
 CIFAR-10 ResNet-20 (lr 0.1, ÷10 at 100, 150, 200 of 250; PFA decay 0.005 → 1e-4; DFA lr 0.001). The
 milestones are fractions of the epochs, so a shorter run keeps the schedule's shape. Momentum 0.9; weight
 decay 1e-4 for every rule but PFA and PFA-o, which start with ``pfa_decay[0]`` and use ``pfa_decay[1]``
-from the second epoch on."""
+from the second epoch on. On a training set of n samples instead of the paper's ``official_n``, the early
+decay is multiplied by ``official_n / n``, so that it shrinks the weights over its (shorter) first epoch as
+much as in the official run (:func:`early_decay`)."""
 MOMENTUM, WEIGHT_DECAY = 0.9, 1e-4
 
 SETTINGS = {
@@ -71,7 +73,7 @@ SETTINGS = {
                   resnet20=dict(width=0.125, max_train=300, epochs=1),
                   sparse=dict(width=64, max_train=1000, epochs=2)),
     "cpu": dict(datasets={"mlp": "fashion-mnist", "resnet20": "fashion-mnist"}, seeds=3, max_test=2000,
-                mlp=dict(width=512, max_train=15000, epochs=5),
+                mlp=dict(width=512, max_train=None, epochs=2),
                 resnet20=dict(width=0.5, max_train=4000, epochs=4),
                 sparse=dict(width=256, max_train=10000, epochs=5)),
     "paper": dict(datasets={"mlp": "mnist", "resnet20": "cifar10"}, seeds=5, max_test=None,
@@ -133,6 +135,13 @@ def milestones(fractions: tuple[float, ...], epochs: int) -> str | None:
     return f"step:{','.join(map(str, at))}" if at else None
 
 
+def early_decay(arch: str, n_train: int) -> float:
+    """PFA's first-epoch weight decay for a training set of ``n_train`` samples: the official value times
+    ``official_n / n_train``, which keeps that epoch's ``lr · decay · steps`` (how far it shrinks W and R)."""
+    r = RECIPES[arch]
+    return float(f"{r['pfa_decay'][0] * r['official_n'] / n_train:.3g}")
+
+
 def cell(arch: str, rule: str, options: dict, part: dict, dataset: str, max_test: int | None) -> dict:
     """One cell's config fields (no seed) in the official recipe for ``arch`` ("mlp" | "resnet20")."""
     r = RECIPES[arch]
@@ -146,8 +155,8 @@ def cell(arch: str, rule: str, options: dict, part: dict, dataset: str, max_test
     if "depth" in r:
         out["depth"] = r["depth"]
     if rule in ("pfa", "pfa-o"):
-        early, late = r["pfa_decay"]
-        out |= dict(weight_decay=early, weight_decay_schedule=f"1:{late}")
+        n_train = min(data.get_info(dataset).n_train, part["max_train"] or float("inf"))
+        out |= dict(weight_decay=early_decay(arch, n_train), weight_decay_schedule=f"1:{r['pfa_decay'][1]}")
     return out
 
 
