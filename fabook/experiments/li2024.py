@@ -485,22 +485,26 @@ def _layer_index(history: pd.DataFrame) -> pd.DataFrame:
 
 def alignment_over_training(history: pd.DataFrame, arch: str, metric: str, scale: str) -> Figure:
     """``metric`` per layer over training for every rule on ``arch``: one panel per rule, one line per layer
-    (mean over seeds), coloured by depth."""
+    (mean over seeds), coloured by depth (colour bar: layer 1 = the input layer)."""
     rows = _layer_index(history[(history.model == RECIPES[arch]["model"]) & (history.metric == metric)])
-    rows = rows[rows.value.notna()]
-    rules = [r for r in RULES if r in set(rows.rule)]
-    fig, axes = plt.subplots(1, len(rules), figsize=(3.0 * len(rules), 3.2), squeeze=False, sharey=True)
+    means = rows[rows.value.notna()].groupby(["rule", "depth", "epoch"]).value.mean()
+    rules = [r for r in RULES if r in set(means.index.get_level_values("rule"))]
+    depth = int(rows.depth.max()) if len(rows) else 1
+    cmap, norm = plt.get_cmap("viridis"), plt.Normalize(1, max(depth, 2))
+    fig, axes = plt.subplots(
+        1, len(rules), figsize=(2.9 * len(rules) + 0.8, 3.2), squeeze=False, sharey=True, layout="constrained"
+    )
     for ax, rule in zip(axes[0], rules, strict=True):
-        part = rows[rows.rule == rule].groupby(["depth", "epoch"], as_index=False).value.mean()
-        sns.lineplot(data=part, x="epoch", y="value", hue="depth", palette="viridis", ax=ax,
-                     legend=ax is axes[0][-1])  # fmt: skip
+        for d, line in means[rule].groupby(level="depth"):
+            ax.plot(line.index.get_level_values("epoch"), line.values, color=cmap(norm(d)), marker=".")
         ax.set_title(LABELS[rule])
         ax.set_xlabel("epoch")
-        ax.set_ylabel({"weight_angle": "angle W vs B (°)", "grad_angle": "angle update vs BP (°)"}[metric])
-    if axes[0][-1].get_legend():
-        axes[0][-1].legend(title="layer (input → output)", fontsize=7, title_fontsize=7, loc="upper right")
+    axes[0][0].set_ylabel(
+        {"weight_angle": "angle W vs B (°)", "grad_angle": "angle update vs BP (°)"}[metric]
+    )
+    bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[0]), pad=0.01)
+    bar.set_label("layer (1 = input side)")
     fig.suptitle(f"{MODEL_LABELS[arch]}, scale {scale}")
-    fig.tight_layout()
     return fig
 
 
