@@ -468,6 +468,7 @@ def gap_figure(summary: pd.DataFrame, scale: str) -> Figure:
             ax.annotate(LABELS[row.rule], (row.paper_gap, row.gap), textcoords="offset points", xytext=(5, 3),
                         fontsize=8)  # fmt: skip
     ax.axhline(0, color="grey", linewidth=0.8)
+    ax.margins(x=0.15, y=0.1)  # room for the rule names
     ax.set_xlabel("paper: gap to BP, CIFAR-10 ResNet-20 (points, approx.)")
     ax.set_ylabel(f"ours: gap to BP, Fashion-MNIST (points, scale {scale})" if scale != "paper"
                   else "ours: gap to BP (points, paper scale)")  # fmt: skip
