@@ -71,13 +71,14 @@ def _as_in_forward(layer: nn.Module, state: tuple[dict, dict]) -> Iterator[None]
     for store, saved in zip((layer._parameters, layer._buffers), state, strict=True):
         for name, tensor in saved.items():
             if store.get(name) is not tensor:
-                swapped.append((store, name, store.get(name)))
+                swapped.append((store, name, store.get(name), tensor))
                 store[name] = tensor
     try:
         yield
     finally:
-        for store, name, tensor in swapped:
-            store[name] = tensor
+        for store, name, current, used in swapped:
+            if store.get(name) is used:  # unless the rule replaced it meanwhile (brSF's fresh draw)
+                store[name] = current
 
 
 class RuleLayer(nn.Module):
