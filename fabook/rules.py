@@ -240,8 +240,8 @@ class SignSymmetry(Rule):
     - ``scale="fan_in"`` (the default; our choice, not the paper's): ``1/√fan_in``, the bound of torch's
       default initialization, so each layer multiplies the error by about ``√(fan_out/fan_in)`` as a
       default-initialized weight would. Every sign rule then trains a torchvision ResNet-18 with or without
-      batch norm: its weight gradients are finite and about 0.2× BP's (measured, see
-      ``tests/test_rule_edges.py``).
+      batch norm: one SGD step at lr 0.1 stays finite, and the weight gradients' norm is 0.4–1.2× BP's
+      (uSF 0.42, frSF 0.79, brSF 1.18 at batch 4, 32×32 inputs; ``tests/test_rule_edges.py``).
     - ``scale=1.0`` is the paper's ``|B| = 1`` (Liao, Leibo & Poggio 2016). Each layer then multiplies the
       error by about ``√fan_out``: fine for a few layers, but on ResNet-18 the weight gradients reach ~1e18
       (stem ~1e24) and one SGD step makes the outputs non-finite, batch norm or not (BN rescales the
@@ -269,7 +269,7 @@ class SignSymmetry(Rule):
 
 
 class UniformSignFeedback(SignSymmetry):
-    """uSF (Liao et al. 2016): ``B = sign(W) · scale`` — all magnitudes equal (1 in the paper: ``scale=1``)."""
+    """uSF (Liao et al. 2016): ``B = sign(W) · scale``, all magnitudes equal (1 in the paper: ``scale=1``)."""
 
     name = "usf"
 
@@ -409,9 +409,9 @@ class KolenPollack(Rule):
     - plain SGD, AdamW (decoupled decay: W and B get equal gradients, hence equal Adam steps) and Batch
       Manhattan without momentum: exactly ``D ← (1 − ηλ) D`` every step (0.905).
     - SGD or Batch Manhattan with momentum μ (the engine's default SGD has μ = 0.9): ``D`` follows the
-      heavy-ball recursion ``v ← μ v + λ D``, ``D ← D − η v`` exactly — the first step shrinks by ``(1 − ηλ)``,
-      later ones faster, toward ``1 − ηλ/(1 − μ)`` per step while ``ηλ/(1 − μ)²`` is small (0.483; it
-      oscillates when that is large). It still decays to 0, about ``1/(1 − μ)`` times faster.
+      heavy-ball recursion ``v ← μ v + λ D``, ``D ← D − η v`` exactly: the first step shrinks by
+      ``(1 − ηλ)``, later ones faster, toward ``1 − ηλ/(1 − μ)`` per step while ``ηλ/(1 − μ)²`` is small
+      (0.483; it oscillates when that is large). It still decays to 0, about ``1/(1 − μ)`` times faster.
     - Adam with coupled decay (``weight_decay`` added to the gradient): no fixed contraction — ``λD`` is
       divided by W's and B's separate, gradient-dependent second moments, so ``D`` shrinks by a
       data-dependent, entry-dependent amount (0.363 here). Use AdamW to keep KP's ``(1 − ηλ)``.
