@@ -292,8 +292,11 @@ class BatchRandomSignFeedback(SignSymmetry):
         layer.register_buffer("feedback_magnitude", self._draw_magnitude(layer))
 
     def backward(self, layer: RuleLayer, x: Tensor, grad_y: Tensor, needs: tuple[bool, bool, bool]) -> Grads:
-        if needs[0]:  # a fresh tensor, not an in-place redraw, so torch.func.grad can run it
-            layer.feedback_magnitude = self._draw_magnitude(layer)
+        if needs[0]:
+            if torch._C._are_functorch_transforms_active():  # they forbid in-place writes to a buffer
+                layer.feedback_magnitude = self._draw_magnitude(layer)
+            else:  # the same numbers, without a second weight-sized tensor in the step
+                layer.feedback_magnitude.uniform_(0.0, 2.0 * self._scale(layer))
         return super().backward(layer, x, grad_y, needs)
 
 
