@@ -51,12 +51,13 @@ def init_feedback(layer: RuleLayer, init: str, shape: torch.Size | tuple[int, ..
     ``init="weight"`` (the default of every rule with random feedback) takes ``a = √3 · rms(W)``, so the
     draw has the same root-mean-square as the layer's actual weight and ``‖B‖ ≈ ‖W‖`` whatever initialized
     ``W`` (torch's default, kaiming-normal fan-out as in torchvision's ResNets, ...); an all-zero ``W``
-    falls back to ``"fan_in"``. ``init="fan_in"`` takes ``a = 1/√fan_in``, torch's default Linear/Conv2d
-    bound (for a default-initialized layer the two agree up to sampling noise).
+    (or a meta tensor) falls back to ``"fan_in"``. ``init="fan_in"`` takes ``a = 1/√fan_in``, torch's
+    default Linear/Conv2d bound (for a default-initialized layer the two agree up to sampling noise).
+    DFA's matrices are not in W's shape and keep ``1/√(input size)``.
     """
     w = layer.weight.detach()
     bound = 1.0 / math.sqrt(layer.fan_in)
-    if init == "weight" and w.numel():
+    if init == "weight" and w.numel() and not w.is_meta:
         rms = float(w.double().square().mean().sqrt())
         if rms > 0:
             bound = math.sqrt(3.0) * rms
@@ -365,7 +366,8 @@ class WeightMirror(Rule):
     def setup(self, layer: RuleLayer) -> None:
         layer.register_buffer("feedback", init_feedback(layer, self.init))
         layer.register_buffer("mirrored", torch.zeros((), dtype=torch.bool, device=layer.weight.device))
-        self.mirror(layer, steps=0)
+        if not layer.weight.is_meta:  # a meta layer warms up at its first training forward
+            self.mirror(layer, steps=0)
 
     def before_forward(self, layer: RuleLayer) -> None:
         try:

@@ -230,6 +230,12 @@ def test_feedback_has_the_size_of_the_layers_actual_weight(resnet, rule, options
     assert old.min() < 0.5 and old.max() > 1.5  # torch's default bound: 0.41 for most convs, 1.9 for the stem
 
 
+@pytest.mark.parametrize("rule", RULES)
+def test_layers_can_be_made_on_the_meta_device(rule):
+    layer = fabook.Linear(5, 3, rule=rule, device="meta")
+    assert layer.weight.is_meta
+
+
 def test_init_fan_in_is_torchs_default_bound_and_zero_weight_falls_back():
     layer = fabook.Linear(100, 50, rule="fa", init="fan_in")
     assert layer.feedback.abs().max() <= 0.1 and layer.feedback.abs().max() > 0.09
