@@ -350,7 +350,10 @@ class WeightMirror(Rule):
       pass or the data; it comes from torch's global random stream.
     - **Noise floor.** ``y xᵀ/probes`` estimates ``W`` with noise, so ``B`` keeps a steady-state angle to
       ``W`` of about ``atan √(fan_in · lr / (probes · (2 − lr)))`` (:meth:`noise_floor_deg`): ~5° at fan-in
-      50, 19° at 784, 40° at 4608 with the defaults. More ``probes`` or a smaller ``lr`` lower it.
+      50, 19° at 784, 40° at 4608 with the defaults. More ``probes`` or a smaller ``lr`` lower it. The noise
+      also makes ``‖B‖ ≈ ‖W‖ / cos θ``, which compounds with depth: on a torchvision ResNet-18 (measured,
+      batch 2 of 32×32) the defaults give angles of 8–50°, ``‖B‖/‖W‖`` of 1.01–1.56 and weight gradients
+      27× BP's norm (finite after an SGD step at lr 0.1); ``probes=256`` gives 3–23°, 1.00–1.09 and 3.2×.
 
     ``init`` draws the random ``B`` before the warm-up (:func:`init_feedback`).
     """
