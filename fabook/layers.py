@@ -10,8 +10,10 @@ the layer's rule for the gradients, and the rule asks the layer for the op-speci
   layer's dtype.
 - **torch.func.** The backward sees the layer's parameters and buffers as the forward saw them, so
   ``torch.func.functional_call`` with substituted weights or feedback gets the rule's gradients for *those*
-  tensors, and ``torch.func.grad`` works through it. ``torch.func.vmap`` (per-sample gradients) is refused:
-  the rules keep per-layer state (brSF's draw, WM's mirror, DFA's output error) that has no per-sample form.
+  tensors, and ``torch.func.grad`` works through it (WM only in eval mode: its training-mode mirror step
+  writes to a buffer in place, which the transforms forbid; it says so). ``torch.func.vmap`` (per-sample
+  gradients) is refused: the rules keep per-layer state (brSF's draw, WM's mirror, DFA's output error) that
+  has no per-sample form.
 """
 
 from __future__ import annotations
