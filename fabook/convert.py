@@ -77,9 +77,9 @@ def convert(
 
     Forward outputs are unchanged (the copy holds the same weights). ``keep_bp`` names layers to leave as
     plain torch layers (names from ``model.named_modules()``, or ``"first"``/``"last"``; a string is one
-    name). ``constrain_norm`` holds each converted layer's weight at its current norm (:class:`FixedNorm`). For DFA the copy gets the
-    hook that catches the output error. Layers that transport weights but have no rule layer (Conv1d,
-    RNNs, attention, ...) raise unless kept as BP, so nothing silently stays backprop.
+    name). ``constrain_norm`` holds each converted layer's weight at its current norm (:class:`FixedNorm`).
+    For DFA the copy gets the hook that catches the output error. Layers that transport weights but have no
+    rule layer (Conv1d, RNNs, attention, ...) raise unless kept as BP, so nothing silently stays backprop.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model={model!r} is a {type(model).__name__}; accepted: a torch.nn.Module")
