@@ -89,7 +89,8 @@ def shard(order: torch.Tensor) -> torch.Tensor:
 
 
 def wrap(model: nn.Module) -> nn.Module:
-    """``DistributedDataParallel(model)`` in a distributed job (rank 0's weights broadcast), else ``model``."""
+    """``DistributedDataParallel(model)`` in a distributed job (it broadcasts rank 0's weights), else
+    ``model``."""
     if world_size() == 1:
         return model
     device = next(model.parameters()).device

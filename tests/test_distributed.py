@@ -23,7 +23,8 @@ STEPS = """
 import sys, torch
 from torch.utils.data import TensorDataset
 from fabook import data, distributed
-from fabook.train import Config, _Data, _train_epoch, build_model, epoch_generator, make_optimizer, seed_everything
+from fabook.train import Config, _Data, _train_epoch, build_model, epoch_generator, make_optimizer
+from fabook.train import seed_everything
 torch.set_default_dtype(torch.float64)
 out, rules = sys.argv[1], sys.argv[2].split(",")
 for rule in rules:
@@ -37,7 +38,8 @@ for rule in rules:
     optimizer = make_optimizer(cfg, model.parameters())
     net = distributed.wrap(model)
     for epoch in (1, 2):
-        _train_epoch(net, optimizer, train_set.batches(distributed.local_batch(32), epoch_generator(0, epoch)))
+        batches = train_set.batches(distributed.local_batch(32), epoch_generator(0, epoch))
+        _train_epoch(net, optimizer, batches)
     torch.save(model.state_dict(), f"{out}/{rule}-w{distributed.world_size()}-r{distributed.rank()}.pt")
 """
 
@@ -70,7 +72,7 @@ def test_two_ranks_with_half_batches_end_with_the_weights_of_one_process(tmp_pat
 
 
 def _tiny(**changes) -> Config:
-    base = dict(dataset="digits", epochs=3, batch_size=32, max_train=200, max_test=100, lr=0.05, metrics_every=1)
+    base = dict(dataset="digits", epochs=3, batch_size=32, max_train=200, max_test=100, lr=0.05)
     return Config(**{**base, **changes})
 
 
@@ -97,9 +99,9 @@ def test_fabook_run_under_torchrun_resumes_and_writes_once(tmp_path, monkeypatch
 
     options = [f"--option={k}={v}" for k, v in cfg.rule_options.items()]
     _torchrun(
-        "-m", "fabook", "run", "--dataset=digits", f"--rule={rule}", *options, "--epochs=3", "--batch-size=32",
-        "--max-train=200", "--max-test=100", "--lr=0.05", "--weight-decay=1e-3", "--no-progress",
-        f"--out={tmp_path / 'two'}",
+        "-m", "fabook", "run", "--dataset=digits", f"--rule={rule}", *options, "--epochs=3",
+        "--batch-size=32", "--max-train=200", "--max-test=100", "--lr=0.05", "--weight-decay=1e-3",
+        "--no-progress", f"--out={tmp_path / 'two'}",
     )  # fmt: skip
     files = sorted(p.name for p in (tmp_path / "two").iterdir())
     assert files == [result_path(cfg, tmp_path).name]  # one result, the checkpoint gone
