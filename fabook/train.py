@@ -530,7 +530,7 @@ def train(
     net = distributed.wrap(model)  # DistributedDataParallel under torchrun
     bar = tqdm(
         range(epoch + 1, cfg.epochs + 1), initial=epoch, total=cfg.epochs, unit="epoch", leave=False,
-        desc=cfg.key(), disable=not progress,
+        desc=cfg.key(), disable=not (progress and distributed.is_main()),
     )  # fmt: skip
     for epoch in bar:
         t0 = time.perf_counter()
