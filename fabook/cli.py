@@ -258,6 +258,7 @@ SUMMARY_COLUMNS = [
 
 
 def _run(args: argparse.Namespace) -> int:
+    from fabook import distributed
     from fabook.train import Config, train
 
     fields = {f.name for f in dataclasses.fields(Config)}
@@ -266,6 +267,8 @@ def _run(args: argparse.Namespace) -> int:
     values["keep_bp"] = tuple(values["keep_bp"])
     out = args.out or runs_dir()
     result = train(Config(**values), out_dir=out, progress=not args.no_progress)
+    if not distributed.is_main():  # under torchrun, rank 0 reports
+        return 0
     last = next((h for h in reversed(result.history) if h["epoch"] > 0), {})
     numbers = dict(test_acc=result.test_acc, best=result.best_test_acc, train_loss=last.get("train_loss"))
     numbers |= dict(test_loss=last.get("test_loss"), epochs=result.epochs_run)
