@@ -135,12 +135,16 @@ def scaling_frame(doc: dict):
 def figure(doc: dict):
     """Ratio to plain torch against hidden width (batch 128) and against batch size (width 1000)."""
     import matplotlib.pyplot as plt
+    import seaborn as sns
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     frame = scaling_frame(doc)
     env = doc["env"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     rules = sorted(frame.rule.unique(), key=_order)
-    colors = dict(zip(rules, plt.cm.tab20(range(len(rules))), strict=True))
+    colors = dict(zip(rules, sns.color_palette("husl", len(rules)), strict=True))
+    top = frame["ratio"].max()
+    ticks = [t for t in (0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 3, 5, 10, 20, 50) if t <= top * 1.2]
     for ax, (x, fixed, value) in zip(axes, [("width", "batch", 128), ("batch", "width", 1000)], strict=True):
         part = frame[frame[fixed] == value]
         for (rule, library), line in part.groupby(["rule", "library"], sort=False):
@@ -152,14 +156,16 @@ def figure(doc: dict):
         ax.set_yscale("log")
         ax.set_xticks(sorted(part[x].unique()), [f"{v:g}" for v in sorted(part[x].unique())])
         ax.axhline(1.0, color="gray", lw=0.8)
+        ax.yaxis.set_major_locator(FixedLocator(ticks))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
         ax.set_xlabel("hidden width (units per layer)" if x == "width" else "batch size")
         ax.set_title(f"MLP 784-w-w-10, {fixed} {value}")
     axes[0].set_ylabel("train-step time / plain torch's (paired median)")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, title="rule", loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
-    fig.suptitle(
-        f"Cost of each rule as the MLP grows — {env['cpu']}, {env['threads']} thread(s), {env['date'][:10]}"
-    )
+    threads = f"{env['threads']} thread" + ("s" if env["threads"] != 1 else "")
+    fig.suptitle(f"Cost of each rule as the MLP grows (CPU: {env['cpu']}, {threads}, {env['date'][:10]})")
     fig.tight_layout()
     return fig
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
+import fabook
 from fabook import results
 from fabook.train import Config, result_path, train
 
 ROOT = Path(__file__).resolve().parents[1]
-DETERMINISTIC = ["bp", "fa", "dfa", "usf", "frsf", "sc", "kp", "pfa", "pfa-o"]
-RANDOM_PER_STEP = ["wm", "brsf"]
+RULES = list(fabook.RULES)  # the deterministic ones, and WM and brSF, which draw noise every step
 
 # Trains each rule through the engine's own pieces (build_model, _Data's sharded batches, _train_epoch,
 # DistributedDataParallel) in float64 and saves each rank's weights. Run with and without torchrun.
@@ -57,11 +57,11 @@ def _torchrun(*args: str, nproc: int = 2) -> None:
 def test_two_ranks_with_half_batches_end_with_the_weights_of_one_process(tmp_path):
     script = tmp_path / "steps.py"
     script.write_text(textwrap.dedent(STEPS))
-    rules = ",".join(DETERMINISTIC + RANDOM_PER_STEP)
+    rules = ",".join(RULES)
     one = subprocess.run([sys.executable, str(script), str(tmp_path), rules], env=_env(), capture_output=True)
     assert one.returncode == 0, one.stderr.decode()[-3000:]
     _torchrun(str(script), str(tmp_path), rules)
-    for rule in DETERMINISTIC + RANDOM_PER_STEP:
+    for rule in RULES:
         single = torch.load(tmp_path / f"{rule}-w1-r0.pt")
         ranks = [torch.load(tmp_path / f"{rule}-w2-r{r}.pt") for r in (0, 1)]
         assert single.keys() == ranks[0].keys() == ranks[1].keys(), rule
