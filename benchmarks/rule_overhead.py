@@ -538,6 +538,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         torch.backends.cudnn.benchmark = True
 
     load_before, date = load(), datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    source = commit()  # the code measured: the checkout as the run starts
     started = time.perf_counter()
     rows: list[Row] = []
     for device in devices:
@@ -551,7 +552,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
 
     env = {
         "date": date,
-        **commit(),
+        **source,
         "machine": platform.node(),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
