@@ -30,13 +30,15 @@ class CellsFailedError(RuntimeError):
 
 
 def check(engine: str, cluster: str = "auto") -> None:
-    """ValueError for an unknown engine or cluster; ImportError when the engine is not installed."""
+    """ValueError for an unknown engine or cluster, or an engine that is not installed here."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; accepted: {', '.join(ENGINES)}")
     if cluster not in CLUSTERS:
         raise ValueError(f"unknown submitit cluster {cluster!r}; accepted: {', '.join(CLUSTERS)}")
     if engine == "submitit" and importlib.util.find_spec("submitit") is None:
-        raise ImportError("engine 'submitit' needs the submitit package: pip install 'fabook[slurm]'")
+        raise ValueError(
+            "engine 'submitit' needs the submitit package, not installed here: pip install 'fabook[slurm]'"
+        )
 
 
 def run_cell(config: Config, out_dir: str) -> str:

@@ -1,5 +1,6 @@
 """Sweeps through submitit (fabook.launch), on its debug (in-process) and local (subprocess) executors."""
 
+import importlib.util
 import json
 
 import pytest
@@ -79,3 +80,12 @@ def test_bad_engine_is_refused_before_any_work(tmp_path, capsys, argv, match):
     assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), *argv]) == 2
     assert match in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_missing_submitit_is_named_with_its_install_command(tmp_path, capsys, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "submitit" else real(n, *a))
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(SPEC))
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--engine", "submitit"]) == 2
+    assert "pip install 'fabook[slurm]'" in capsys.readouterr().err
