@@ -123,6 +123,9 @@ def check_folder(folder: str | Path) -> Path:
     try:
         if folder.exists() and not folder.is_dir():
             raise FileExistsError(errno.EEXIST, "it is a file, not a folder")
+        for part in (folder, *folder.parents):
+            if part.is_symlink() and not part.exists():
+                raise FileNotFoundError(errno.ENOENT, f"{part} is a link to the missing {os.readlink(part)}")
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".fabook-write-check.")
         os.close(fd)

@@ -113,15 +113,13 @@ def start_method(configs: Iterable[Config]) -> str:
     return "fork" if cpu_only and sys.platform == "linux" else "spawn"
 
 
-_stop: threading.Event | None = None  # in a worker process: set when the sweep stops
-_busy = False  # in a worker process: whether a cell is training now
+_stopped = False  # in a worker process: the sweep was interrupted
+_busy = False  # in a worker process: a cell is training now
 
 
 def _init_worker(stop: threading.Event) -> None:
-    """A worker process: on SIGINT (a Ctrl-C reaches every process of the terminal) or when the parent sets
-    ``stop``, interrupt the cell being trained and start no other."""
-    global _stop
-    _stop = stop
+    """A worker process: on SIGINT (a Ctrl-C reaches every process of the terminal), or when the parent sets
+    ``stop`` (a thread here turns it into a SIGINT), interrupt the cell being trained and start no other."""
     signal.signal(signal.SIGINT, _on_interrupt)
     threading.Thread(target=_interrupt_when_set, args=(stop,), daemon=True).start()
 
@@ -132,8 +130,9 @@ def _interrupt_when_set(stop: threading.Event) -> None:
 
 
 def _on_interrupt(signum: int, frame: object) -> None:
-    global _busy
-    _stop.set()
+    """Sets flags only: a signal handler must not take locks the interrupted code may hold."""
+    global _busy, _stopped
+    _stopped = True
     if _busy:  # only while training: an idle worker must stay able to answer the pool
         _busy = False
         raise KeyboardInterrupt
@@ -144,7 +143,7 @@ def _run_cell(config: Config, out_dir: str) -> Result | None:
     global _busy
     _busy = True
     try:
-        if _stop.is_set():
+        if _stopped:
             return None
         return train(config, out_dir=out_dir, progress=False)
     except KeyboardInterrupt:
