@@ -19,7 +19,6 @@ import platform
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -94,13 +93,18 @@ def _output_error(path: Path, e: OSError, doing: str) -> OutputError:
     return error
 
 
+def _open_new(path: Path) -> int:
+    """Create ``path`` (which must not exist) for writing, with the umask's permissions."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+
+
 def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> Path:
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.chmod(tmp, file_mode())
+        tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")  # named first: an interrupt
+        fd = _open_new(tmp)  # that comes while the file is created still finds it to remove
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -127,8 +131,8 @@ def check_folder(folder: str | Path) -> Path:
             if part.is_symlink() and not part.exists():
                 raise FileNotFoundError(errno.ENOENT, f"{part} is a link to the missing {os.readlink(part)}")
         folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".fabook-write-check.")
-        os.close(fd)
+        probe = folder / f".fabook-write-check.{os.urandom(6).hex()}"
+        os.close(_open_new(probe))
         os.unlink(probe)
     except OSError as e:
         raise _output_error(folder, e, "write results to") from e

@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -160,7 +159,9 @@ def test_summary_of_a_missing_folder_or_a_file_fails(tmp_path, capsys):
     file.write_text("{}")
     assert main(["summary", str(file)]) == 2
     assert "is a file, not a results folder" in one_line_error(capsys)
-    assert main(["summary", str(tmp_path)]) == 0 and "no results" in capsys.readouterr().out  # empty: fine
+    (tmp_path / "empty").mkdir()
+    assert main(["summary", str(tmp_path / "empty")]) == 0  # an empty folder is fine
+    assert "no results" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", ["../../escape", "a/b", "..", "", "a\\b", 3])
@@ -273,24 +274,24 @@ def test_ctrl_c_stops_every_worker_and_starts_nothing_new(tmp_path, to):
 
 @pytest.fixture
 def disk_full_on(monkeypatch):
-    """Writes of files whose name contains ``what`` go to /dev/full (ENOSPC), from its ``nth`` write on."""
+    """Writes of files whose name contains ``what`` go to /dev/full (ENOSPC), from the ``nth`` such on."""
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
-    mkstemp = tempfile.mkstemp
+    open_new = results._open_new
 
     def arm(what: str, nth: int = 1) -> None:
         count = [0]
 
-        def fake(*args, **kwargs):
-            fd, tmp = mkstemp(*args, **kwargs)
-            if what in kwargs.get("prefix", ""):
+        def fake(path):
+            fd = open_new(path)
+            if what in path.name:
                 count[0] += 1
                 if count[0] >= nth:
                     os.close(fd)
                     fd = os.open("/dev/full", os.O_WRONLY)
-            return fd, tmp
+            return fd
 
-        monkeypatch.setattr(results.tempfile, "mkstemp", fake)
+        monkeypatch.setattr(results, "_open_new", fake)
 
     return arm
 
