@@ -116,7 +116,9 @@ def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> Path:
         cause = _os_error(e) if isinstance(e, Exception) else None
         if cause is None or isinstance(e, OutputError):
             raise
-        raise _output_error(path, cause, "write") from e
+        error = _output_error(path, cause, "write")
+        error.args = (f"{error} (nothing half-written is left: what {path.name} held before is intact)",)
+        raise error from e
     return path
 
 
