@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import importlib.util
 import json
 import os
@@ -331,9 +332,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help, or a usage error argparse has printed
         return e.code if isinstance(e.code, int) else 1
     except OutputError as e:
-        print(
-            f"fabook: error: {e} (the results folder: --out, else ${RUNS_ENV}, else runs/)", file=sys.stderr
+        where = (
+            ""
+            if e.errno in (errno.ENOSPC, errno.EDQUOT)
+            else f" (the results folder: --out, else ${RUNS_ENV})"
         )
+        print(f"fabook: error: {e}{where}", file=sys.stderr)
         return 2
     except (ValueError, TypeError, FileNotFoundError, NotADirectoryError) as e:
         print(f"fabook: error: {e}", file=sys.stderr)
