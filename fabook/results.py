@@ -72,9 +72,11 @@ def file_mode() -> int:
 
 def _os_error(e: BaseException) -> OSError | None:
     """The OSError that caused ``e`` (``e`` itself, or one in its chain: torch wraps a failed write)."""
-    while e is not None:
+    seen = set()
+    while e is not None and id(e) not in seen:
         if isinstance(e, OSError):
             return e
+        seen.add(id(e))
         e = e.__cause__ or e.__context__
     return None
 
