@@ -42,15 +42,17 @@ EXPANSIONS = (1, 2, 5, 10)
 
 def pfa_options(k: int = 10, density: float = 1.0) -> dict:
     """PFA's rule options, every one explicit (defaults elsewhere may change)."""
-    return {"k": k, "orthogonal": False, "b_density": density, "r_density": 1.0}
+    return {"k": k, "orthogonal": False, "b_density": density, "r_density": 1.0, "init": "weight"}
 
 
 RULE_OPTIONS = {
+    "fa": {"init": "weight"},
     "usf": {"scale": "fan_in"},
     "pfa": pfa_options(),
-    "pfa-o": {"k": 1, "orthogonal": True},
+    "pfa-o": {"init": "weight"},
 }
-"""Explicit options per rule. Sign symmetry is uSF with ``|B| = 1/√fan_in`` (the MLP has no batch norm)."""
+"""Explicit options per rule. Sign symmetry is uSF with ``|B| = 1/√fan_in`` (the MLP has no batch norm);
+random feedback (FA's ``B``, PFA's ``R``) is drawn with the root-mean-square of the layer's ``W``."""
 
 RECIPES = {
     "mlp": dict(model="mlp", depth=2, batch_size=64, lr=0.01, milestones=(0.5, 0.75), gamma=0.5,
