@@ -43,8 +43,10 @@ MAIN_EXAMPLES = """examples:
 
 
 def runs_dir() -> Path:
-    """The default results folder: ``$FABOOK_RUNS`` or ``./runs``."""
-    return Path(os.environ.get(RUNS_ENV) or "runs")
+    """The default results folder: ``$FABOOK_RUNS``, else ``runs/`` in :func:`fabook.book.project_root`."""
+    from fabook.book import project_root
+
+    return Path(os.environ.get(RUNS_ENV) or project_root() / "runs")
 
 
 def _option(text: str) -> tuple[str, Any]:

@@ -214,13 +214,14 @@ def _main_cells(summary: pd.DataFrame) -> pd.DataFrame:
 
 def accuracy_table(summary: pd.DataFrame, scale: str, *, sd: bool = False) -> pd.DataFrame:
     """Mean test accuracy % per data set (rows) and rule × recipe (columns) over seeds; with ``sd``, as
-    ``"mean ± sd"`` text."""
+    ``"mean ± sd"`` text (the mean alone where a single seed gives no sd)."""
     main = summary[summary.rule.isin(RULES)]
     pivot = dict(index="dataset", columns=["rule", "recipe"], values="test_pct")
     table = main.pivot_table(**pivot, aggfunc="mean")
     if sd:
-        spread = main.pivot_table(**pivot, aggfunc="std")
-        table = table.round(1).astype(str) + " ± " + spread.round(1).astype(str)
+        spread = main.pivot_table(**pivot, aggfunc="std").reindex_like(table)
+        sd_text = spread.map(lambda s: "" if pd.isna(s) else f" ± {s:.1f}")
+        table = (table.map(lambda m: f"{m:.1f}") + sd_text).where(table.notna(), "")
     table = table.reindex(
         columns=[(r, c) for r in RULES for c in RECIPES.values() if (r, c) in table.columns]
     )
@@ -332,9 +333,9 @@ def ablation_gaps(summary: pd.DataFrame) -> pd.DataFrame:
 def heatmap(summary: pd.DataFrame, scale: str) -> Figure:
     """Data set × (rule, recipe) mean test accuracy."""
     table = accuracy_table(summary, scale).drop(columns="scale")
-    fig, ax = plt.subplots(figsize=(0.55 * table.shape[1] + 3, 0.38 * table.shape[0] + 1.8))
+    fig, ax = plt.subplots(figsize=(0.36 * table.shape[1] + 2.6, 0.32 * table.shape[0] + 2.2))
     sns.heatmap(table, annot=True, fmt=".0f", cmap="viridis", vmin=0, vmax=100, ax=ax,
-                cbar_kws={"label": "test accuracy (%)"}, annot_kws={"fontsize": 7})  # fmt: skip
+                cbar_kws={"label": "test accuracy (%)"}, annot_kws={"fontsize": 9})  # fmt: skip
     ax.set_xlabel("rule and recipe (BN: batch norm, BM: Batch Manhattan)")
     ax.set_ylabel("data set")
     fig.tight_layout()
