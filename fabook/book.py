@@ -102,8 +102,8 @@ def repository(root: Path = Path(".")) -> tuple[str, str]:
     place a fork edits."""
     import yaml
 
-    config = yaml.safe_load((Path(root) / CONFIG).read_text(encoding="utf-8"))
-    repo = config.get("repository", {})
+    config = yaml.safe_load((Path(root) / CONFIG).read_text(encoding="utf-8")) or {}
+    repo = config.get("repository") or {}
     match = re.fullmatch(r"https://github\.com/([\w-]+/[\w.-]*[\w-])/?", str(repo.get("url", "")))
     if not match:
         raise ValueError(f"{Path(root) / CONFIG}: repository.url must be https://github.com/OWNER/NAME")
@@ -690,7 +690,7 @@ def screenshot(html_dir: Path, out_dir: Path = SCREENSHOT_DIR, *, browser: str |
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     base = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
-    base += ["--virtual-time-budget=20000", "--window-size=1280,4000"]
+    base.append("--virtual-time-budget=8000")
     problems = []
     for page in sorted(Path(html_dir).rglob("*.html")):
         relative = page.relative_to(html_dir)
@@ -699,9 +699,12 @@ def screenshot(html_dir: Path, out_dir: Path = SCREENSHOT_DIR, *, browser: str |
         url = page.resolve().as_uri()
         shot = out_dir / f"{relative.with_suffix('').as_posix().replace('/', '__')}.png"
         run = dict(capture_output=True, text=True, timeout=120)
-        subprocess.run([*base, f"--screenshot={shot.resolve()}", url], **run)
+        height = 14000 if relative.parts[0] == "notebooks" else 6000  # then cut to the page's content
+        subprocess.run([*base, f"--window-size=1280,{height}", f"--screenshot={shot.resolve()}", url], **run)
         if not shot.is_file():
             problems.append(f"{page}: headless Chromium made no screenshot")
+            continue
+        _trim(shot)
         if 'class="math' in page.read_text(encoding="utf-8"):
             dom = subprocess.run([*base, "--dump-dom", url], **run).stdout
             if "mjx-container" not in dom or re.search(
@@ -709,6 +712,19 @@ def screenshot(html_dir: Path, out_dir: Path = SCREENSHOT_DIR, *, browser: str |
             ):
                 problems.append(f"{page}: maths not rendered by MathJax in headless Chromium")
     return problems
+
+
+def _trim(png: Path) -> None:
+    """Cut the blank rows below a page's content off its screenshot."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(png) as image:
+        gray = np.asarray(image.convert("L"))
+        inked = np.flatnonzero((gray < 245).sum(axis=1) > 4)  # more than the sidebar's border
+        bottom = int(inked[-1]) + 40 if inked.size else gray.shape[0]
+        if bottom < gray.shape[0]:
+            image.crop((0, 0, gray.shape[1], bottom)).save(png)
 
 
 def machine_paths(root: Path = Path(".")) -> list[str]:

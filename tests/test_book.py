@@ -154,6 +154,7 @@ def test_stage_annotates_notebooks_and_lists_figures(tmp_path: Path) -> None:
     for name in book.STAGED_FILES:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text("")
+    (root / "_config.yml").write_text("repository:\n  url: https://github.com/fabook/fabook\n")
     (root / "book").mkdir()
     (root / "book" / "cite.md").write_text(f"# Cite\n\n{book.FIGURE_LIST_MARKER}\n")
     write_notebook(root / "notebooks" / "a.ipynb", "1")
@@ -193,3 +194,135 @@ def test_the_toc_lists_every_page_and_the_api_page_every_module() -> None:
 def test_main_fails_without_notebooks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert book.main(["--scale", "smoke", "--no-build", "--root", str(tmp_path)]) == 1
     assert "no notebooks in" in capsys.readouterr().err
+
+
+# --- what a reader must not see (issue 18) ------------------------------------------------------------------
+
+GOOD_TABLE = "<table><tr><th>claim</th><th>verdict</th></tr><tr><td>FA learns</td><td>holds</td></tr></table>"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            "<table><tr><th>claim</th></tr><tr><td>FA learns nearly as well as...</td></tr></table>",
+            "cut cells",
+        ),
+        ("<table><tr><th>claim</th></tr><tr><td>…</td></tr></table>", "cut cells"),
+        ("<table><tr><th>bp BN</th></tr><tr><td>61.2 ± nan</td></tr></table>", "NaN"),
+        ("<table><tr><th>dataset</th><th>ours %</th></tr></table>", "empty"),
+        ("<p>/home/builder/.venv/lib/python3.11/site-packages/tqdm/auto.py:21</p>", "path of the machine"),
+        ('<div class="output stderr"><pre>TqdmWarning</pre></div>', "stderr"),
+        ("<p>feedback $W^\\top \\delta y$ here</p>", "TeX not rendered"),
+        ('<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script>', "CDN"),
+        ('<div class="cell_output docutils container">\n</div>', "empty output"),
+    ],
+)
+def test_page_problems_catch_each_defect(body: str, expected: str) -> None:
+    problems = book.page_problems(Path("p.html"), page(GOOD_TABLE + body), ["site-packages"])
+    assert len(problems) == 1 and expected in problems[0], problems
+
+
+def test_page_problems_pass_rendered_maths_code_and_whole_tables() -> None:
+    body = (
+        GOOD_TABLE + '<span class="math notranslate nohighlight">\\(W^\\top\\)</span><pre>echo $HOME\\n</pre>'
+    )
+    assert book.page_problems(Path("p.html"), page(body), ["site-packages"]) == []
+
+
+def test_check_html_compares_colab_links_with_the_config(site: Path) -> None:
+    assert check(site, repository=("fabook/fabook", "main")) == []
+    [problem] = check(site, repository=("someone/fork", "main"))
+    assert "someone/fork" in problem and "Colab" in problem
+
+
+def repo_tree(root: Path, slug: str = "fabook/fabook") -> Path:
+    (root / "notebooks").mkdir(parents=True)
+    (root / "book").mkdir()
+    (root / "_config.yml").write_text(f"repository:\n  url: https://github.com/{slug}\n  branch: dev\n")
+    (root / "README.md").write_text(
+        "[![Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        "(https://colab.research.google.com/github/fabook/fabook/blob/main/notebooks/a.ipynb)\n"
+        "git clone https://github.com/fabook/fabook\nData: https://github.com/zalandoresearch/fashion-mnist\n"
+    )
+    (root / "book" / "cite.md").write_text("howpublished = {\\url{https://github.com/fabook/fabook}},\n")
+    (root / "CITATION.cff").write_text('repository-code: "https://github.com/fabook/fabook"\n')
+    write_notebook(
+        root / "notebooks" / "a.ipynb",
+        '%pip install -q "fabook[book] @ git+https://github.com/fabook/fabook"',
+    )
+    return root
+
+
+def test_the_repository_address_lives_in_config_only(tmp_path: Path) -> None:
+    root = repo_tree(tmp_path)
+    assert book.repository(root) == ("fabook/fabook", "dev") and book.stale_addresses(root) == []
+    (root / "_config.yml").write_text("repository:\n  url: https://github.com/me/my-fork\n")
+    assert len(book.stale_addresses(root)) == 5  # README twice, cite.md, CITATION.cff, the notebook
+    assert len(book.write_repository(root)) == 4 and book.stale_addresses(root) == []
+    readme = (root / "README.md").read_text()
+    assert "github/me/my-fork/blob" in readme and "clone https://github.com/me/my-fork" in readme
+    assert "zalandoresearch/fashion-mnist" in readme  # other repositories are left alone
+    assert "git+https://github.com/me/my-fork" in (root / "notebooks" / "a.ipynb").read_text()
+    (root / "_config.yml").write_text("repository:\n  url: http://example.org/x\n")
+    with pytest.raises(ValueError, match="repository.url"):
+        book.repository(root)
+
+
+def test_the_project_files_agree_with_config() -> None:
+    assert book.stale_addresses(ROOT) == []
+
+
+def test_stage_keeps_stderr_and_test_cells_off_the_page() -> None:
+    nb = new_notebook(cells=[new_code_cell("x"), new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(1)")])
+    nb.cells[0].outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text="TqdmWarning: IProgress not found"),
+        nbformat.v4.new_output("stream", name="stdout", text="kept"),
+    ]
+    book._for_the_page(nb)
+    assert [o.name for o in nb.cells[0].outputs] == ["stdout"]
+    assert nb.cells[1].metadata.tags == ["remove-cell"] and nb.cells[0].metadata.tags == []
+
+
+def test_sweep_progress_reaches_the_terminal_once_per_cell() -> None:
+    lines: list[str] = []
+    progress = book._SweepProgress("  ", lines.append)
+    progress.write("TqdmWarning: IProgress not found\n")
+    bar = "\rliao: {:3d}%|#   | {}/8 [00:{:02d}<00:30, 1.1s/cell]"
+    for done in (0, 1, 1, 8):
+        progress.write(bar.format(done * 12, done, done))
+    progress.write("\rbp-1234: 50%|#  | 1/2 [00:01<00:01, 1.0s/epoch]")  # a training bar: not a sweep's
+    assert lines == [
+        "  sweep liao: 0/8 cells (00:00 elapsed, about 00:30 left)",
+        "  sweep liao: 1/8 cells (00:01 elapsed, about 00:30 left)",
+        "  sweep liao: 8/8 cells (00:08 elapsed)",
+    ]
+
+
+def test_project_root_from_the_notebooks_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = repo_tree(tmp_path / "clone")
+    monkeypatch.chdir(root / "notebooks")
+    monkeypatch.delenv("FABOOK_RUNS", raising=False)
+    monkeypatch.delenv(book.FIGURES_ENV, raising=False)
+    from fabook.cli import runs_dir
+
+    assert book.project_root() == root.resolve() and runs_dir() == root.resolve() / "runs"
+    assert book.figures_dir() == root.resolve() / "figures"
+    monkeypatch.chdir(tmp_path)
+    assert book.project_root() == tmp_path.resolve()  # no clone (Colab): the working directory
+
+
+def test_a_figure_cell_without_figure_is_reported(tmp_path: Path) -> None:
+    path = write_notebook(tmp_path / "a.ipynb", "notebook.save_figure(fig, 'a', 'loss');")
+    assert "saves a figure but shows none" in book.figure_problems([path])[0]
+
+
+@pytest.mark.skipif(book.find_chromium() is None, reason="no headless Chromium here")
+def test_screenshots_of_every_page(tmp_path: Path) -> None:
+    html = tmp_path / "html"
+    (html / "notebooks").mkdir(parents=True)
+    (html / "notebooks" / "a.html").write_text(page(GOOD_TABLE))
+    (html / "math.html").write_text('<p><span class="math notranslate nohighlight">\\(x\\)</span></p>')
+    problems = book.screenshot(html, tmp_path / "shots")
+    assert sorted(p.name for p in (tmp_path / "shots").iterdir()) == ["math.png", "notebooks__a.png"]
+    assert problems == [f"{html / 'math.html'}: maths not rendered by MathJax in headless Chromium"]
