@@ -42,6 +42,7 @@ GENERATED_TAG = "fabook-generated"
 KERNEL = "python3"
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]  # keeps "Kernel is running over TCP..." off the terminal
 NBVAL_MARK = "# NBVAL_CHECK_OUTPUT"
+TORCH_DOCSTRING = "Define the computation performed at every call"  # nn.Module.forward's, inherited
 CONFIG = "_config.yml"
 SCREENSHOT_DIR = Path("_build/screenshots")
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
@@ -653,6 +654,8 @@ def check_html(
     if api_modules := list(api_modules):
         api = html_dir / f"{API_PAGE}.html"
         text = api.read_text(encoding="utf-8") if api.is_file() else ""
+        if TORCH_DOCSTRING in text:
+            problems.append(f"{api}: shows torch's own docstring ({TORCH_DOCSTRING!r}), not fabook's")
         problems += [
             f"{api}: no documentation for {module} (did autodoc fail to import it? see {BUILD_LOG})"
             for module in api_modules

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbformat
@@ -326,3 +327,78 @@ def test_screenshots_of_every_page(tmp_path: Path) -> None:
     problems = book.screenshot(html, tmp_path / "shots")
     assert sorted(p.name for p in (tmp_path / "shots").iterdir()) == ["math.png", "notebooks__a.png"]
     assert problems == [f"{html / 'math.html'}: maths not rendered by MathJax in headless Chromium"]
+
+
+def test_citation_cff_matches_cite_page() -> None:
+    import yaml
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    cite = (ROOT / "book" / "cite.md").read_text()
+    slug, _ = book.repository(ROOT)
+    assert (
+        cff["repository-code"] == f"https://github.com/{slug}"
+        and f"\\url{{https://github.com/{slug}}}" in cite
+    )
+    assert f"title        = {{{cff['title']}}}" in cite
+    assert f"Version {cff['version']}" in cite and cff["authors"][0]["name"] in cite
+    project = (ROOT / "pyproject.toml").read_text()
+    assert f'version = "{cff["version"]}"' in project
+
+
+@pytest.mark.skipif(
+    not os.environ.get("FABOOK_SLOW"), reason="slow (a fresh venv and a notebook): set FABOOK_SLOW=1 to run"
+)
+@pytest.mark.parametrize("name", [p.stem for p in book.find_notebooks(ROOT)])
+def test_a_fresh_venv_runs_the_notebook_as_colab_would(name: str, tmp_path: Path) -> None:
+    """The install line of the notebook's first cell, pointed at this clone instead of GitHub, in a new venv
+    (system site packages stand in for the package index: no 3 GB torch download); then the notebook at the
+    smoke scale from a folder outside the clone, as on Colab."""
+    import re
+    import subprocess
+    import sys
+
+    source = (ROOT / "notebooks" / f"{name}.ipynb").read_text()
+    [spec] = re.findall(r'%pip install -q \\"([^"\\\\]+) @ git\+https://github\.com/[\w./-]+\\"', source)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True)
+    python = str(venv / "bin" / "python")
+    pip = [python, "-m", "pip", "install", "-q", "--no-index", "--no-build-isolation", "--no-deps"]
+    subprocess.run([*pip, f"{spec} @ {ROOT.as_uri()}"], check=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FABOOK_RUNS", "FABOOK_FIGURES")}
+    env["OMP_NUM_THREADS"] = "1"
+    where = subprocess.run(
+        [python, "-c", "import fabook; print(fabook.__file__)"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert str(venv) in where.stdout, where  # the venv's copy, not this clone's
+    content = tmp_path / "content"
+    content.mkdir()
+    run = [python, "-m", "papermill", "--no-progress-bar", "-p", "scale", "smoke", "-k", "python3"]
+    subprocess.run(
+        [*run, ROOT / "notebooks" / f"{name}.ipynb", content / "out.ipynb"], env=env, cwd=content, check=True
+    )
+    assert (content / "runs" / name / "smoke").is_dir() and (content / "figures" / name).is_dir()
+
+
+def test_the_tests_run_on_the_constraints() -> None:
+    """make and CI install with constraints.txt: its pins meet pyproject's ranges, and are what runs here."""
+    from importlib import metadata
+
+    import tomllib
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = dict(
+        line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line
+    )
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for text in project["dependencies"] + sum(project["optional-dependencies"].values(), []):
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{name} is not pinned in constraints.txt (make constraints)"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} is outside {req}"
+        installed = metadata.version(req.name)
+        assert installed.split("+")[0] == pins[name], f"{name} {installed} here, {pins[name]} pinned"
