@@ -402,3 +402,24 @@ def test_the_tests_run_on_the_constraints() -> None:
         assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} is outside {req}"
         installed = metadata.version(req.name)
         assert installed.split("+")[0] == pins[name], f"{name} {installed} here, {pins[name]} pinned"
+
+
+def test_display_shows_tables_whole_and_passes_the_page_check() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from fabook import display
+
+    claim = "FA learns nearly as well as BP on every data set, within two standard errors " * 2
+    frame = pd.DataFrame({"claim": [claim, "short"], "sd": [np.nan, 0.51234], "n": [3, 4], "scale": "cpu"})
+    html = display.to_html(frame)
+    assert claim.strip() in html and "nan" not in html.lower() and ">0.51<" in html
+    assert book.page_problems(Path("p.html"), page(html)) == []
+    wide = pd.DataFrame([range(9)], columns=["scale", *"abcdefgh"])
+    parts = display.to_html(wide, max_columns=5, repeat=["scale"]).split("<table>")[1:]
+    assert len(parts) == 2 and all("<th>scale</th>" in p for p in parts) and "<th>h</th>" in parts[1]
+    assert "Nothing was trained" in display.to_html(frame.iloc[:0], empty="Nothing was trained.")
+    with pytest.raises(ValueError, match="empty"):
+        display.show(frame.iloc[:0])
+    with pytest.raises(ValueError, match="lacks"):
+        display.show(frame, repeat=["seed"])
