@@ -664,6 +664,24 @@ def check_html(
     return problems
 
 
+INSTALL_CELL = re.compile(r'%pip install -q "fabook\[book\] @ git\+https://github\.com/[\w-]+/[\w.-]*[\w-]"')
+
+
+def install_problems(notebooks: Iterable[Path]) -> list[str]:
+    """A notebook whose first code cell does not install ``fabook[book]`` from GitHub the way Colab needs."""
+    import nbformat
+
+    problems = []
+    for path in notebooks:
+        code = [cell for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
+        if not code or not INSTALL_CELL.search(code[0].source):
+            problems.append(
+                f'{path}: its first code cell must `%pip install -q "fabook[book] @ git+<repository>"` when '
+                "fabook is missing (Colab); see README.md, 'Writing a notebook'"
+            )
+    return problems
+
+
 def figure_problems(executed: Iterable[Path]) -> list[str]:
     """A cell of an executed notebook that saves a figure (``save_figure``) but shows none on its page."""
     import nbformat
@@ -774,7 +792,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 repository=repository(root),
                 machine_paths=machine_paths(root),
             )
-            problems += stale_addresses(root)
+            problems += stale_addresses(root) + install_problems(find_notebooks(root))
             problems += figure_problems(sorted((root / EXECUTED_DIR).glob("*.ipynb")))
             if not args.no_screenshots:
                 problems += screenshot(root / HTML_DIR, root / SCREENSHOT_DIR)

@@ -423,3 +423,17 @@ def test_display_shows_tables_whole_and_passes_the_page_check() -> None:
         display.show(frame.iloc[:0])
     with pytest.raises(ValueError, match="lacks"):
         display.show(frame, repeat=["seed"])
+
+
+def test_a_notebook_without_the_colab_install_cell_is_reported(tmp_path: Path) -> None:
+    good = write_notebook(tmp_path / "good.ipynb", params=None)
+    nb = nbformat.read(good, as_version=4)
+    nb.cells.insert(1, new_code_cell('%pip install -q "fabook[book] @ git+https://github.com/fabook/fabook"'))
+    nbformat.write(nb, good)
+    old = write_notebook(
+        tmp_path / "old.ipynb", '%pip install -q "fabook @ git+https://github.com/fabook/fabook"'
+    )
+    assert book.install_problems([good]) == []
+    [problem] = book.install_problems([old])
+    assert "old.ipynb" in problem and "fabook[book]" in problem
+    assert book.install_problems(book.find_notebooks(ROOT)) == []
