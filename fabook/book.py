@@ -742,7 +742,8 @@ def _trim(png: Path) -> None:
 
     with Image.open(png) as image:
         gray = np.asarray(image.convert("L"))
-        inked = np.flatnonzero((gray < 245).sum(axis=1) > 4)  # more than the sidebar's border
+        # rows with more ink than the sidebar's border, above what the theme pins to the window's bottom
+        inked = np.flatnonzero((gray[:-120] < 245).sum(axis=1) > 4)
         bottom = int(inked[-1]) + 40 if inked.size else gray.shape[0]
         if bottom < gray.shape[0]:
             image.crop((0, 0, gray.shape[1], bottom)).save(png)
