@@ -14,6 +14,7 @@ The book never executes a notebook itself (``execute_notebooks: "off"`` in ``_co
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shutil
@@ -188,19 +189,24 @@ SWEEP_BAR = re.compile(
 
 
 class _SweepProgress:
-    """A file for papermill's ``stderr_file``: the notebook's stderr goes to the page only, but each change
-    of a sweep's progress bar (``name: 40%|...| 8/20 [00:10<00:15, ...]``) is printed to the terminal."""
+    """A file for papermill's ``stderr_file``: the notebook's stderr goes to the page only, but a sweep's
+    progress bar (``name: 40%|...| 8/20 [00:10<00:15, ...]``) is printed to the terminal as a line, at its
+    first and last cell and at most every ``every`` seconds in between."""
 
-    def __init__(self, prefix: str, echo=print) -> None:
-        self.prefix, self.echo, self.last = prefix, echo, None
+    def __init__(self, prefix: str, echo=print, every: float = 10.0) -> None:
+        self.prefix, self.echo, self.every = prefix, echo, every
+        self.last: tuple[str, str] | None = None
+        self.printed = -math.inf
 
     def write(self, text: str) -> int:
         for match in SWEEP_BAR.finditer(text):
             if "cell" not in match.group("times"):  # a training bar (epochs, steps), not a sweep's cells
                 continue
             done, total = match.group("done", "total")
-            if (match.group("name"), done) != self.last:
-                self.last = (match.group("name"), done)
+            now = time.monotonic()
+            due = done in ("0", total) or now - self.printed >= self.every
+            if (match.group("name"), done) != self.last and due:
+                self.last, self.printed = (match.group("name"), done), now
                 elapsed, _, left = match.group("times").partition(",")[0].partition("<")
                 eta = f", about {left} left" if left and "?" not in left and done != total else ""
                 self.echo(f"{self.prefix}sweep {match.group('name').strip()}: {done}/{total} cells "
@@ -247,7 +253,7 @@ def execute_notebooks(
             except ValueError as err:
                 failures.append(f"{notebook}: {err}; see README.md, 'Writing a notebook'")
                 continue
-            echo = _echo_beside_bar if progress else (lambda line: None)
+            echo = (_echo_beside_bar if sys.stderr.isatty() else print) if progress else (lambda line: None)
             try:
                 papermill.execute_notebook(
                     notebook.resolve(),
@@ -278,13 +284,13 @@ def execute_notebooks(
 
 
 def _cell_bar(progress: bool) -> bool | dict:
-    """papermill's bar of the notebook's cells: redrawn in a terminal, a line every 30 s in a log (CI)."""
+    """papermill's bar of the notebook's cells: redrawn in a terminal, a line every 60 s in a log (CI)."""
     if not progress:
         return False
     return (
         {"desc": "    cells"}
         if sys.stderr.isatty()
-        else {"desc": "    cells", "mininterval": 30, "ascii": True}
+        else {"desc": "    cells", "mininterval": 60, "ascii": True}
     )
 
 

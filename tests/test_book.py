@@ -287,7 +287,7 @@ def test_stage_keeps_stderr_and_test_cells_off_the_page() -> None:
 
 def test_sweep_progress_reaches_the_terminal_once_per_cell() -> None:
     lines: list[str] = []
-    progress = book._SweepProgress("  ", lines.append)
+    progress = book._SweepProgress("  ", lines.append, every=0)
     progress.write("TqdmWarning: IProgress not found\n")
     bar = "\rliao: {:3d}%|#   | {}/8 [00:{:02d}<00:30, 1.1s/cell]"
     for done in (0, 1, 1, 8):
@@ -298,6 +298,14 @@ def test_sweep_progress_reaches_the_terminal_once_per_cell() -> None:
         "  sweep liao: 1/8 cells (00:01 elapsed, about 00:30 left)",
         "  sweep liao: 8/8 cells (00:08 elapsed)",
     ]
+    lines.clear()
+    throttled = book._SweepProgress("", lines.append, every=3600)
+    for done in range(9):
+        throttled.write(bar.format(done * 12, done, done))
+    assert [line.split(":")[1] for line in lines] == [
+        " 0/8 cells (00",
+        " 8/8 cells (00",
+    ]  # first and last only
 
 
 def test_project_root_from_the_notebooks_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
