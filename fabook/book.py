@@ -726,7 +726,7 @@ def screenshot(html_dir: Path, out_dir: Path = SCREENSHOT_DIR, *, browser: str |
         url = page.resolve().as_uri()
         shot = out_dir / f"{relative.with_suffix('').as_posix().replace('/', '__')}.png"
         run = dict(capture_output=True, text=True, timeout=120)
-        height = 14000 if relative.parts[0] == "notebooks" else 6000  # then cut to the page's content
+        height = 16000  # then cut to the page's content
         subprocess.run([*base, f"--window-size=1280,{height}", f"--screenshot={shot.resolve()}", url], **run)
         if not shot.is_file():
             problems.append(f"{page}: headless Chromium made no screenshot")
