@@ -16,7 +16,7 @@ import random
 import re
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -522,8 +522,10 @@ def train(
     if result_path(cfg, out_dir).exists():  # finished: loaded, also from a read-only folder
         return load_result(result_path(cfg, out_dir), cfg)
     results.check_folder(out_dir)  # before any work: a folder that cannot take the result fails now
-    # another process on this cell: wait for it, then load its result
-    with results.cell_lock(lock_path(cfg, out_dir)), _threads(cfg.threads):
+    # another process on this cell: wait for it, then load its result (under torchrun rank 0 locks for all
+    # ranks: a lock per rank would keep the others out of the collective rank 0 waits in)
+    lock = results.cell_lock(lock_path(cfg, out_dir)) if distributed.is_main() else nullcontext()
+    with lock, _threads(cfg.threads):
         return _train(cfg, out_dir, progress)
 
 
