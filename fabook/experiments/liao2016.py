@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 from scipy import stats
 
 from fabook import claims as cl
@@ -541,6 +542,15 @@ def before_after(study: Study, scale: str) -> pd.DataFrame:
     return table
 
 
+def verdict_change(study: Study, scale: str) -> pd.DataFrame:
+    """Each claim's verdict under the fixed-lr protocol ("before", its seeds) and under the new one."""
+    before, after = claims(study.before, scale), claims(study.summary, scale)
+    return pd.DataFrame(
+        {"claim": after.claim, "scale": scale, "before (fixed lr, short budget)": before.verdict,
+         "before: measured": before.measured, "after (chosen lr, early stopping)": after.verdict}
+    )  # fmt: skip
+
+
 # figures ---------------------------------------------------------------------------------------------------
 
 UPDATES = {"BN": "SGD (BN)", "BN+BM": "Batch Manhattan (BN+BM)"}
@@ -560,11 +570,13 @@ def curves_figure(history: pd.DataFrame, sets: tuple[str, ...], before_steps: in
         part = curves[curves.dataset == name]
         sns.lineplot(data=part, x="step", y="value", hue="update", style="rule", errorbar=None, ax=ax,
                      hue_order=list(UPDATES.values()), style_order=["bp", "frsf"])  # fmt: skip
-        ax.axvline(before_steps, color="grey", linestyle=":", linewidth=1)
+        ax.axvline(before_steps, color="grey", linestyle=":", linewidth=1, label="old budget")
         ax.set_title(name)
         ax.set_xlabel("SGD steps")
         ax.set_ylabel("validation accuracy (%)")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         if ax is not axes[0][-1] and ax.get_legend():
             ax.get_legend().remove()
     if axes[0][-1].get_legend():
