@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 import fabook
-from fabook import data, models, results
+from fabook import data, distributed, models, results
 from fabook.results import FORMAT, ResultFileError
 
 OPTIMIZERS = ("sgd", "adam", "bm")
@@ -409,7 +409,8 @@ class _Data:
         dropped when shuffling: BatchNorm cannot train on it. Uses no global randomness."""
         shuffle = generator is not None
         order = torch.randperm(self.n, generator=generator) if shuffle else torch.arange(self.n)
-        if shuffle and self.n % batch_size == 1 and self.n > 1:
+        order = distributed.shard(order) if shuffle else order  # this rank's part under torchrun
+        if shuffle and len(order) % batch_size == 1 and len(order) > 1:
             order = order[:-1]
         if self.tensors is not None:
             x, y = self.tensors
@@ -567,7 +568,7 @@ def train(
         ckpt_path = json_path.with_name(f"{cfg.key()}.ckpt.pt")
         if json_path.exists():
             return load_result(json_path, cfg)
-    device = validate(cfg, build=False)
+    device = distributed.setup(validate(cfg, build=False), cfg.batch_size)
 
     seed_everything(cfg.seed)
     model = build_model(cfg).to(device)
@@ -605,17 +606,17 @@ def train(
             {"epoch": 0, f"{watched}_loss": loss0, f"{watched}_acc": acc0, "layers": alignment(model, *probe)}
         )
 
+    net = distributed.wrap(model)  # DistributedDataParallel under torchrun
     bar = tqdm(
         range(epoch + 1, cfg.epochs + 1), initial=epoch, total=cfg.epochs, unit="epoch", leave=False,
-        desc=cfg.key(), disable=not progress,
+        desc=cfg.key(), disable=not (progress and distributed.is_main()),
     )  # fmt: skip
     saved = time.perf_counter()
     for epoch in bar:
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = _train_epoch(
-            model, optimizer, train_set.batches(cfg.batch_size, epoch_generator(cfg.seed, epoch))
-        )
+        batches = train_set.batches(distributed.local_batch(cfg.batch_size), epoch_generator(cfg.seed, epoch))
+        train_loss, train_acc = distributed.average(device, *_train_epoch(net, optimizer, batches))
         test_loss, test_acc = evaluate(model, watch.batches(eval_batch))
         if scheduler is not None:
             scheduler.step()
@@ -636,7 +637,8 @@ def train(
         bar.set_postfix(loss=f"{train_loss:.3g}", test_acc=f"{test_acc:.3f}")
         if diverged or (stopper is not None and stopper.update(epoch, test_loss, test_acc, model)):
             break
-        if ckpt_path is not None and epoch < cfg.epochs and time.perf_counter() - saved >= CHECKPOINT_SECONDS:
+        due = time.perf_counter() - saved >= CHECKPOINT_SECONDS
+        if ckpt_path is not None and epoch < cfg.epochs and due and distributed.is_main():
             saved = time.perf_counter()
             state = dict(key=cfg.key(), epoch=epoch, history=history, start=start, wall_time=elapsed)
             state |= dict(early_stopping=stopper and stopper.state_dict())
@@ -652,9 +654,10 @@ def train(
 
     provenance = dict(seed=cfg.seed, n_train=train_set.n, n_test=test_set.n, threads=torch.get_num_threads())
     provenance |= dict(start=start, end=results.now(), resumed_at_epochs=resumed)
+    provenance |= distributed.provenance(cfg.batch_size)
     provenance = {**results.provenance(device), **provenance}
     result = _result(cfg, history, diverged, elapsed, provenance, json_path, final)
-    if json_path is not None:
+    if json_path is not None and distributed.is_main():
         results.write_json(json_path, result.to_dict())
         ckpt_path.unlink(missing_ok=True)
     return result
