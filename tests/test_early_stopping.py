@@ -54,7 +54,7 @@ def test_stops_on_patience_restores_best_weights_and_measures_the_test_set_once(
 
     def counted(model, batches):
         out = evaluate(model, batches)
-        calls.append(out)
+        calls.append((*out, {k: v.clone() for k, v in model.state_dict().items()}))
         return out
 
     monkeypatch.setattr(train_module, "evaluate", counted)
@@ -69,6 +69,9 @@ def test_stops_on_patience_restores_best_weights_and_measures_the_test_set_once(
     assert result.epochs_run == best + 2 < 60  # stopped `patience` epochs after the best
     assert len(calls) == result.epochs_run + 1  # one validation per epoch, then the test set once
     assert result.test_acc == calls[-1][1] and result.best_test_acc is None
+    tested, best_weights = calls[-1][2], calls[best - 1][2]  # the test saw the best epoch's weights
+    assert all(torch.equal(tested[k], best_weights[k]) for k in tested)
+    assert not all(torch.equal(tested[k], calls[-2][2][k]) for k in tested)
     assert result.provenance["n_train"] == 225
 
 

@@ -37,6 +37,8 @@ NOTEBOOK = "liao2016_sign_symmetry"
 RULES = ("bp", "fa", "usf", "brsf", "frsf")
 ASYMMETRIC = ("fa", "usf", "brsf", "frsf")
 SIGN_RULES = ("usf", "brsf", "frsf")
+PAPER_SCALE = {"scale": 1.0}
+"""The sign rules' magnitudes as in the paper (``|B| = 1``; fabook's default is ``"fan_in"``)."""
 RECIPES = {  # (batch norm, Batch Manhattan) -> label
     (False, False): "plain",
     (True, False): "BN",
@@ -242,9 +244,11 @@ def conditions(params: Params, *, before: bool = False) -> list[dict]:
             base |= dict(val_fraction=VAL_FRACTION, patience=patience_for(epochs))
         for (bn, bm), _ in RECIPES.items():
             for rule in RULES:
-                out.append({**base, **_optimizer(bm, before), "rule": rule, "batch_norm": bn})
+                opts = {"rule_options": dict(PAPER_SCALE)} if rule in SIGN_RULES else {}
+                out.append({**base, **_optimizer(bm, before), "rule": rule, **opts, "batch_norm": bn})
         for p in s["levels"]:
-            out.append({**base, **_optimizer(True, before), "rule": "sc", "rule_options": {"p": p},
+            options = {"p": p, **PAPER_SCALE}
+            out.append({**base, **_optimizer(True, before), "rule": "sc", "rule_options": options,
                         "batch_norm": True})  # fmt: skip
     return out
 
@@ -499,7 +503,7 @@ def lr_table(chosen: pd.DataFrame, scale: str) -> pd.DataFrame:
         RECIPES[(bn, opt == "bm")] for bn, opt in zip(frame.batch_norm, frame.optimizer, strict=True)
     ]
     frame["column"] = [
-        f"{r} {c}" if r != "sc" else f"sc {o} {c}"
+        f"{r} {c}" if r != "sc" else f"sc {_level(o)} {c}"
         for r, o, c in zip(frame.rule, frame.options, frame.recipe, strict=True)
     ]
     order = [f"{r} {c}" for r in RULES for c in RECIPES.values()]
@@ -513,6 +517,11 @@ def lr_table(chosen: pd.DataFrame, scale: str) -> pd.DataFrame:
     table.columns.name = None
     table.insert(0, "scale", scale)
     return table
+
+
+def _level(options: str) -> str:
+    """``"p=0.5, scale=1.0"`` -> ``"p=0.5"``: the concordance level of an ``sc`` cell's options."""
+    return next(part for part in options.split(", ") if part.startswith("p="))
 
 
 def lr_counts(chosen: pd.DataFrame, scale: str) -> pd.DataFrame:
