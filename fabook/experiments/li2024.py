@@ -27,7 +27,7 @@ from fabook.plots import layer_order
 from fabook.sweep import history_frame, read_results, run_sweep
 
 NOTEBOOK = "li2024_product_feedback_alignment"
-SMOKE_DATASET = "fashion-mnist"
+SMOKE_DATASET = "fashion-mnist-small"
 """The data set of the smoke scale (both models)."""
 
 RULES = ("bp", "fa", "dfa", "usf", "pfa", "pfa-o")
