@@ -31,7 +31,7 @@ from fabook.results import ResultFileError
 from fabook.train import Config, Result, load_result, result_path, train, validate
 
 SPEC_KEYS = ("name", "base", "grid", "conditions")
-SCALAR_METRICS = ("lr", "train_loss", "train_acc", "test_loss", "test_acc", "time")
+SCALAR_METRICS = ("lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5", "time")
 
 
 def load_spec(spec: Mapping[str, Any] | str | Path) -> dict[str, Any]:
@@ -189,5 +189,7 @@ def history_frame(results: Iterable[Result] | str | Path) -> pd.DataFrame:
     configs = summary_frame(results)
     if configs.empty:
         return frame
-    configs = configs.drop(columns=["rule_options", "test_acc", "best_test_acc", "train_loss", "wall_time"])
+    configs = configs.drop(
+        columns=["rule_options", "test_acc", "best_test_acc", "test_top5", "train_loss", "wall_time"]
+    )
     return frame.merge(configs, on="key", how="left")

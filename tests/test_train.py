@@ -98,6 +98,7 @@ def test_history_metrics_result_file_and_provenance(tmp_path):
         "weight_angle",
         "sign_concordance",
         "norm_ratio",
+        "distance",
         "grad_angle",
     }
     assert result.test_acc == result.history[-1]["test_acc"] > 0.1
