@@ -118,6 +118,16 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--num-workers", type=int, default=d["num_workers"], help="DataLoader workers (folder data sets)"
     )
+    p.add_argument(
+        "--augment",
+        type=_none_or(str),
+        default=d["augment"],
+        help="crop-flip, crop or flip (training batches)",
+    )
+    p.add_argument(
+        "--base-width", type=_none_or(int), default=d["base_width"], help="resnet18/50 stem channels (64)"
+    )
+    p.add_argument("--data-root", type=_none_or(str), default=d["data_root"], help="data folder (ImageNet)")
 
 
 def parser() -> argparse.ArgumentParser:
