@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from fabook import claims as cl
 from fabook import data, plots
@@ -415,6 +416,9 @@ def alignment_figure(history: pd.DataFrame, metric: str, model: str, scale: str)
         rows = rows[rows.rule != "bp"]  # B = W: always 0°
     net = NET_NAMES.get(model, "MLP")
     what = "W and B" if metric == "weight_angle" else "each rule's update and BP's gradient"
-    return plots.over_training(
+    fig = plots.over_training(
         rows, metric, hue="label", by_layer=True, title=f"{net}: angle between {what} (scale {scale})"
     )
+    for ax in fig.axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig
