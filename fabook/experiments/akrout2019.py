@@ -246,7 +246,8 @@ def resnet_table(summary: pd.DataFrame, scale: str) -> pd.DataFrame:
             part = cells[(cells.rule == rule) & (cells.model == net)]
             for what in ("top1", "top5"):
                 row[f"{NET_NAMES[net]} {what}-err %"] = _mean_sd(part[f"{what}_err"]) if len(part) else "—"
-        row["seeds"] = int(cells[cells.rule == rule].groupby("model").seed.nunique().min())
+        seeds = cells[cells.rule == rule].groupby("model").seed.nunique().reindex(list(NETS)).fillna(0)
+        row["seeds"] = int(seeds.min())
         row["scale"] = scale
         rows.append(row)
     return pd.DataFrame(rows).set_index("rule")
@@ -311,9 +312,12 @@ def _comparisons(summary: pd.DataFrame, pairs: list[tuple[str, str]], margin: fl
     parts, verdicts = [], []
     for net in NETS:
         for a, b in pairs:
-            measured, verdict = cl.at_least(
-                _accs(summary, a, net), _accs(summary, b, net), margin, unit=" pts"
-            )
+            first, second = _accs(summary, a, net), _accs(summary, b, net)
+            if first.empty or second.empty:
+                parts.append(f"{NET_NAMES[net]} {NAMES[a]} − {NAMES[b]}: not run")
+                verdicts.append(cl.INCONCLUSIVE)
+                continue
+            measured, verdict = cl.at_least(first, second, margin, unit=" pts")
             parts.append(f"{NET_NAMES[net]} {NAMES[a]} − {NAMES[b]}: {measured.split(' (')[0]}")
             verdicts.append(verdict)
     return "; ".join(parts), _all_of(verdicts)
@@ -374,14 +378,13 @@ def claims(summary: pd.DataFrame, history: pd.DataFrame, scale: str) -> pd.DataF
     off = ratio[ratio.label == "KP, no decay"].ratio
     on = ratio[(ratio.label == "KP")].ratio
     if off.empty:
-        verdict = cl.INCONCLUSIVE
+        verdict, measured = cl.INCONCLUSIVE, "without decay: not run"
     else:
         verdict = cl.HOLDS if off.min() >= NO_SHRINK else cl.FAILS if off.min() < SHRINKS else cl.INCONCLUSIVE
+        measured = f"without decay: min {off.min():.4f}, max {off.max():.4f} over {len(off)} layer-cells"
     out.append(cl.Claim("Without weight decay KP's W − B does not shrink",
                         f"‖W − B‖ end / start ≥ {NO_SHRINK:g} in every layer of KP without decay",
-                        f"without decay: min {off.min():.4f}, max {off.max():.4f} "
-                        f"over {len(off)} layer-cells; "
-                        f"with decay: median {on.median():.3f}", verdict))  # fmt: skip
+                        f"{measured}; with decay: median {on.median():.3f}", verdict))  # fmt: skip
     return cl.table(out, scale)
 
 
