@@ -340,7 +340,8 @@ def claims(summary: pd.DataFrame, history: pd.DataFrame, scale: str) -> pd.DataF
     3. FA falls far behind BP — on both nets BP − FA ≥ :data:`FAR_BEHIND` points;
     4. WM's and KP's feedback aligns with W, FA's does not — the median over ResNet-18's layers of the final
        W–B angle (mean over seeds): holds if WM and KP are ≤ :data:`ALIGNED` degrees and FA is
-       ≥ :data:`UNALIGNED` degrees; does not hold if WM or KP is above 45° or FA below 45°; inconclusive otherwise;
+       ≥ :data:`UNALIGNED` degrees; does not hold if WM or KP is above 45° or FA below 45°; inconclusive
+       otherwise;
     5. without weight decay KP's W − B does not shrink — ``‖W − B‖`` at the end over its start, every layer
        of every KP-without-decay cell (ResNet-18 and MLP): holds if all ≥ :data:`NO_SHRINK`, does not hold if
        any < :data:`SHRINKS`. KP with decay is reported beside it.
