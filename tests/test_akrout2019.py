@@ -68,7 +68,7 @@ def test_tables_from_a_run():
     early = ak.early_table(history, 1, "cpu")
     assert early.shape == (5, 3) and early.loc["BP"].iloc[0].startswith("30.")
     mlp = ak.mlp_table(summary, "cpu")
-    assert list(mlp.index) == ["BP", "FA", "WM", "KP, no decay", "KP"]
+    assert list(mlp.index) == ["BP", "FA", "WM", "KP", "KP, no decay"]
     assert mlp.loc["KP", ak.THEIRS] == ak.THEIR_MNIST["kp"] and mlp.loc["KP, no decay", ak.THEIRS] == "—"
     distance = ak.distance_table(history, "cpu")
     assert set(distance.net) == {"ResNet-18", "MLP"} and (distance.iloc[:, 2] <= 1.0).all()
