@@ -89,6 +89,9 @@ def test_conditions_per_scale_and_explicit_rule_options():
     assert [c["weight_decay"] for c in cells if c["rule"] == "kp"] == [1e-4, 1e-4, 0.0, ak.MLP_KP_DECAY, 0.0]
     mlp = [c for c in cells if c["model"] == "mlp"]
     assert {c["rule"]: c["lr"] for c in mlp} == ak.MLP_LR and {c["activation"] for c in mlp} == {"sigmoid"}
+    assert (
+        0.97 < ak.kp_shrink(ak.Params(scale="cpu")) < 0.99 and ak.kp_shrink(ak.Params(scale="paper")) < 1e-6
+    )
     s = ak.SETTINGS["cpu"]
     assert s["seeds"] >= 2 and ak.SETTINGS["paper"]["base_width"] is None
 
