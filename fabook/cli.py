@@ -1,15 +1,19 @@
 """The ``fabook`` command: run a cell or a sweep, list data sets and rules, summarize results, build the book.
 
-Results go to ``--out``, else ``$FABOOK_RUNS``, else ``runs/`` under the current folder.
+Results go to ``--out``, else ``$FABOOK_RUNS``, else ``runs/`` under the current folder; that folder is
+checked writable before any training. Errors are one line on stderr (exit status 2); an interrupt (Ctrl-C)
+exits with 130 and says how to resume.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import importlib.util
 import json
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +36,8 @@ SWEEP_EXAMPLES = """spec (JSON): {"name": "rules", "base": {"dataset": "digits",
 examples:
   fabook sweep rules.json                 # results in runs/rules/, summary in runs/rules/summary.csv
   fabook sweep rules.json --out /tmp/r --jobs 2
+  fabook sweep rules.json --engine submitit --slurm slurm_partition=gpu --slurm gpus_per_node=1 \
+             --slurm timeout_min=600    # one SLURM job per cell (pip install 'fabook[slurm]')
 """
 MAIN_EXAMPLES = """examples:
   fabook datasets                         # what can be loaded here, and how to get the rest
@@ -119,6 +125,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         "--num-workers", type=int, default=d["num_workers"], help="DataLoader workers (folder data sets)"
     )
     p.add_argument(
+        "--threads",
+        type=int,
+        default=d["threads"],
+        help="torch CPU threads of the cell (default %(default)s)",
+    )
+    p.add_argument(
         "--augment",
         type=_none_or(str),
         default=d["augment"],
@@ -128,6 +140,33 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         "--base-width", type=_none_or(int), default=d["base_width"], help="resnet18/50 stem channels (64)"
     )
     p.add_argument("--data-root", type=_none_or(str), default=d["data_root"], help="data folder (ImageNet)")
+
+
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--engine", default="local", metavar="{local,submitit}",
+        help="where cells run: local = --jobs processes on this machine (default); submitit = one SLURM job "
+        "per cell through submitit (pip install 'fabook[slurm]'; the results folder must be shared)",
+    )  # fmt: skip
+    p.add_argument(
+        "--slurm", action="append", type=_option, default=[], metavar="NAME=VALUE",
+        help="a submitit executor parameter, e.g. slurm_partition=gpu, timeout_min=600, gpus_per_node=1; "
+        "repeatable",
+    )  # fmt: skip
+    p.add_argument(
+        "--cluster", default="auto", help="submitit: auto (SLURM if sbatch is here), slurm, local, debug"
+    )
+    p.add_argument(
+        "--retries", type=int, default=1, help="submitit: resubmissions of a failed cell (default 1)"
+    )
+
+
+def _engine(args: argparse.Namespace) -> dict[str, Any]:
+    """run_sweep's engine arguments from the command line."""
+    if args.engine == "local":
+        return {"engine": "local"}
+    options = dict(retries=args.retries, cluster=args.cluster, parameters=dict(args.slurm))
+    return {"engine": args.engine, "engine_options": options}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -163,6 +202,7 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", type=Path, help=f"results folder (default ${RUNS_ENV}/<name> or runs/<name>)")
     sweep.add_argument("--jobs", type=int, default=1, help="cells run in parallel processes (default 1)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_engine_args(sweep)
 
     sub.add_parser(
         "datasets",
@@ -238,6 +278,7 @@ SUMMARY_COLUMNS = [
 
 
 def _run(args: argparse.Namespace) -> int:
+    from fabook import distributed
     from fabook.train import Config, train
 
     fields = {f.name for f in dataclasses.fields(Config)}
@@ -246,6 +287,8 @@ def _run(args: argparse.Namespace) -> int:
     values["keep_bp"] = tuple(values["keep_bp"])
     out = args.out or runs_dir()
     result = train(Config(**values), out_dir=out, progress=not args.no_progress)
+    if not distributed.is_main():  # under torchrun, rank 0 reports
+        return 0
     last = next((h for h in reversed(result.history) if h["epoch"] > 0), {})
     numbers = dict(test_acc=result.test_acc, best=result.best_test_acc, train_loss=last.get("train_loss"))
     numbers |= dict(test_loss=last.get("test_loss"), epochs=result.epochs_run)
@@ -256,14 +299,24 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from fabook.launch import CellsFailedError
+    from fabook.results import OutputError, write_text
     from fabook.sweep import load_spec, run_sweep
 
     spec = load_spec(args.spec)
     out = args.out or runs_dir() / spec["name"]
-    frame = run_sweep(spec, out, jobs=args.jobs, progress=not args.no_progress)
-    frame.drop(columns=["rule_options"]).to_csv(out / "summary.csv", index=False)
+    try:
+        frame = run_sweep(spec, out, jobs=args.jobs, progress=not args.no_progress, **_engine(args))
+    except CellsFailedError as e:
+        print(f"fabook: {e}", file=sys.stderr)
+        return 1
     print(_table(frame[[c for c in SUMMARY_COLUMNS if c in frame]]))
-    print(f"{len(frame)} cells in {out}; summary: {out / 'summary.csv'}")
+    try:  # a read-only archive of finished cells still gets its table
+        write_text(out / "summary.csv", frame.drop(columns=["rule_options"]).to_csv(index=False))
+        print(f"{len(frame)} cells in {out}; summary: {out / 'summary.csv'}")
+    except OutputError as e:
+        print(f"{len(frame)} cells in {out}")
+        print(f"fabook: warning: summary.csv not saved: {e}", file=sys.stderr)
     return 0
 
 
@@ -286,6 +339,7 @@ def _rules(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
+    from fabook.results import numerics_version
     from fabook.sweep import load_results
 
     folder = args.dir or runs_dir()
@@ -293,7 +347,14 @@ def _summary(args: argparse.Namespace) -> int:
     if frame.empty:
         print(f"no results in {folder}")
         return 0
-    print(_table(frame[[c for c in SUMMARY_COLUMNS if c in frame]]))
+    other = frame.numerics != numerics_version()
+    columns = SUMMARY_COLUMNS + ["numerics"] * bool(other.any())
+    print(_table(frame[[c for c in columns if c in frame]]))
+    if other.any():
+        print(
+            f"{other.sum()} result(s) come from other code (numerics version other than this code's "
+            f"{numerics_version()}); runs of this code do not reuse them"
+        )
     return 0
 
 
@@ -308,6 +369,8 @@ def _book(argv: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``fabook`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    from fabook.results import OutputError
+
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["book"] and _has_book():
@@ -316,12 +379,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except SystemExit as e:  # --help, or a usage error argparse has printed
         return e.code if isinstance(e.code, int) else 1
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except OutputError as e:
+        where = (
+            ""
+            if e.errno in (errno.ENOSPC, errno.EDQUOT)
+            else f" (the results folder: --out, else ${RUNS_ENV})"
+        )
+        print(f"fabook: error: {e}{where}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError) as e:
         print(f"fabook: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `fabook datasets | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
-        print("fabook: interrupted; run the same command again to resume", file=sys.stderr)
+        print(
+            "fabook: interrupted; finished cells and the last checkpoint of each interrupted one are kept; "
+            f"resume with: {shlex.join(['fabook', *argv])}",
+            file=sys.stderr,
+        )
         return 130

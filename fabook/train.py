@@ -16,6 +16,7 @@ import random
 import re
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 import fabook
-from fabook import data, models, results
+from fabook import data, distributed, models, results
 from fabook.results import FORMAT, ResultFileError
 
 OPTIMIZERS = ("sgd", "adam", "bm")
@@ -48,10 +49,12 @@ class Config:
     ``schedule``: None, ``"step:E1,E2,..."`` (lr divided by 10 after epochs E1, E2, ...) or ``"cosine"``
     (cosine annealing to 0 over ``epochs``). ``optimizer="adam"`` ignores ``momentum``. ``metrics_every``:
     epochs between alignment measurements (0: never). ``num_workers``: DataLoader workers for data sets
-    that are not held in memory. ``augment``: None or one of :data:`AUGMENTS`, applied to every training
-    batch (see :func:`augment_batch`; an ImageFolder set's own transforms already augment). ``base_width``:
-    the stem channels of resnet18/resnet50. ``data_root``: the data folder (default
-    :func:`fabook.data.default_root`; for ImageNet a folder holding ``train/`` and ``val/``).
+    that are not held in memory. ``threads``: torch's CPU threads for the cell (the number of threads
+    changes the order of float sums, so it is part of the cell: one key, one set of numbers). ``augment``:
+    None or one of :data:`AUGMENTS`, applied to every training batch (see :func:`augment_batch`; an
+    ImageFolder set's own transforms already augment). ``base_width``: the stem channels of
+    resnet18/resnet50. ``data_root``: the data folder (default :func:`fabook.data.default_root`; for
+    ImageNet a folder holding ``train/`` and ``val/``).
     """
 
     dataset: str
@@ -77,6 +80,7 @@ class Config:
     keep_bp: tuple[str, ...] = ()
     metrics_every: int = 1
     num_workers: int = 0
+    threads: int = 1
     augment: str | None = None
     base_width: int | None = None
     data_root: str | None = None
@@ -92,6 +96,10 @@ class Config:
         for name in ("lr", "momentum", "weight_decay"):
             _check_type(name, getattr(self, name), (int, float))
             object.__setattr__(self, name, float(getattr(self, name)))
+        for name, (ok, text) in _RANGES.items():
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and ok(value)):
+                raise ValueError(f"{name} must be a finite number {text}; got {value!r}")
         for name, low in _INT_FIELDS.items():
             value = getattr(self, name)
             if value is not None or name not in _OPTIONAL:
@@ -101,6 +109,9 @@ class Config:
         options = self.rule_options
         if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
             raise TypeError(f"rule_options must be a dict with str keys; got {options!r}")
+        for k, v in options.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"rule option {k} must be a finite number; got {v!r}")
         object.__setattr__(self, "rule_options", results.jsonable({k: options[k] for k in sorted(options)}))
         keep_bp = (self.keep_bp,) if isinstance(self.keep_bp, str) else tuple(self.keep_bp)
         for name in keep_bp:
@@ -126,9 +137,11 @@ class Config:
         """A copy with some fields changed."""
         return self.from_dict({**self.to_dict(), **changes})
 
-    def key(self) -> str:
-        """Stable identity: ``<dataset>-<model>-<rule>-s<seed>-<12 hex of sha1(canonical JSON)>``."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    def key(self, numerics: str | None = None) -> str:
+        """Stable identity: ``<dataset>-<model>-<rule>-s<seed>-<12 hex of sha1(canonical JSON)>``, the JSON
+        holding the fields and the code's :func:`fabook.results.numerics_version` (default: this code's)."""
+        stamped = {**self.to_dict(), "numerics": numerics or results.numerics_version()}
+        text = json.dumps(stamped, sort_keys=True, separators=(",", ":"), allow_nan=False)
         digest = hashlib.sha1(text.encode()).hexdigest()[:12]
         prefix = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{self.dataset}-{self.model}-{self.rule}-s{self.seed}")
         return f"{prefix}-{digest}"
@@ -137,9 +150,16 @@ class Config:
         return hash(self.key())
 
 
-_INT_FIELDS = {"epochs": 0, "batch_size": 1, "seed": 0, "metrics_every": 0, "num_workers": 0}
+_INT_FIELDS = {"epochs": 0, "batch_size": 1, "seed": 0, "metrics_every": 0, "num_workers": 0, "threads": 1}
 _INT_FIELDS |= {"depth": 0, "max_train": 1, "max_test": 1, "base_width": 1}
 _OPTIONAL = ("depth", "max_train", "max_test", "base_width")
+_RANGES = {
+    "lr": (lambda v: v >= 0, ">= 0"),
+    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "width": (lambda v: v > 0, "> 0"),
+}
+"""Numeric fields: the range each must lie in (and every one finite)."""
 
 
 def _check_type(name: str, value: Any, types: type | tuple[type, ...], optional: bool = False) -> None:
@@ -176,7 +196,9 @@ class Result:
 
     @property
     def key(self) -> str:
-        return self.config.key()
+        """The key of the config under the code that produced the result (files from before code versions
+        were recorded count as ``"unversioned"``)."""
+        return self.config.key(self.provenance.get("numerics", "unversioned"))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of the result file."""
@@ -216,6 +238,11 @@ def format_options(options: Mapping[str, Any]) -> str:
 def result_path(config: Config, out_dir: str | Path) -> Path:
     """Where ``config``'s result file lives under ``out_dir``."""
     return Path(out_dir) / f"{config.key()}.json"
+
+
+def lock_path(config: Config, out_dir: str | Path) -> Path:
+    """The lock file that one process holds while it trains ``config`` under ``out_dir``."""
+    return Path(out_dir) / f".{config.key()}.lock"
 
 
 def load_result(path: str | Path, config: Config | None = None) -> Result:
@@ -423,7 +450,8 @@ class _Data:
         dropped when shuffling: BatchNorm cannot train on it. Uses no global randomness."""
         shuffle = generator is not None
         order = torch.randperm(self.n, generator=generator) if shuffle else torch.arange(self.n)
-        if shuffle and self.n % batch_size == 1 and self.n > 1:
+        order = distributed.shard(order) if shuffle else order  # this rank's part under torchrun
+        if shuffle and len(order) % batch_size == 1 and len(order) > 1:
             order = order[:-1]
         if self.tensors is not None:
             x, y = self.tensors
@@ -527,19 +555,43 @@ def train(
     """Run one cell and return its :class:`Result`.
 
     With ``out_dir``: a finished cell is loaded, not rerun; an interrupted one resumes from its checkpoint;
-    the result is written to ``out_dir/<key>.json`` (atomically) and the checkpoint removed. A non-finite
+    the result is written to ``out_dir/<key>.json`` (atomically) and the checkpoint removed. The folder is
+    checked writable before any work (:class:`~fabook.results.OutputError` otherwise), and a lock on the cell
+    makes another process that asks for it meanwhile wait and then load this result. A non-finite
     training loss ends the cell early with ``diverged=True``. Training numbers are the running means over the
     epoch's batches; test numbers are measured after it. Randomness: global generators seeded from
     ``config.seed``; each epoch's order from :func:`epoch_generator`; measuring alignment consumes none.
     """
     cfg = config if isinstance(config, Config) else Config.from_dict(config)
+    if out_dir is None:
+        with _threads(cfg.threads):
+            return _train(cfg, None, progress)
+    if result_path(cfg, out_dir).exists():  # finished: loaded, also from a read-only folder
+        return load_result(result_path(cfg, out_dir), cfg)
+    results.check_folder(out_dir)  # before any work: a folder that cannot take the result fails now
+    # another process on this cell: wait for it, then load its result
+    with results.cell_lock(lock_path(cfg, out_dir)), _threads(cfg.threads):
+        return _train(cfg, out_dir, progress)
+
+
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(cfg: Config, out_dir: str | Path | None, progress: bool) -> Result:
     json_path = ckpt_path = None
     if out_dir is not None:
         json_path = result_path(cfg, out_dir)
         ckpt_path = json_path.with_name(f"{cfg.key()}.ckpt.pt")
         if json_path.exists():
             return load_result(json_path, cfg)
-    device = validate(cfg, build=False)
+    device = distributed.setup(validate(cfg, build=False), cfg.batch_size)
 
     seed_everything(cfg.seed)
     model = build_model(cfg).to(device)
@@ -575,16 +627,17 @@ def train(
             | {"layers": alignment(model, *probe)}
         )
 
+    net = distributed.wrap(model)  # DistributedDataParallel under torchrun
     bar = tqdm(
         range(epoch + 1, cfg.epochs + 1), initial=epoch, total=cfg.epochs, unit="epoch", leave=False,
-        desc=cfg.key(), disable=not progress,
+        desc=cfg.key(), disable=not (progress and distributed.is_main()),
     )  # fmt: skip
     for epoch in bar:
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        batches = train_set.batches(cfg.batch_size, epoch_generator(cfg.seed, epoch))
+        batches = train_set.batches(distributed.local_batch(cfg.batch_size), epoch_generator(cfg.seed, epoch))
         batches = augmented(batches, cfg.augment, epoch_generator(cfg.seed, epoch, stream=1))
-        train_loss, train_acc = _train_epoch(model, optimizer, batches)
+        train_loss, train_acc = distributed.average(device, *_train_epoch(net, optimizer, batches))
         test_loss, test_acc, top5 = evaluate(model, test_set.batches(eval_batch), top5=True)
         if scheduler is not None:
             scheduler.step()
@@ -606,7 +659,7 @@ def train(
         bar.set_postfix(loss=f"{train_loss:.3g}", test_acc=f"{test_acc:.3f}")
         if diverged:
             break
-        if ckpt_path is not None and epoch < cfg.epochs:
+        if ckpt_path is not None and epoch < cfg.epochs and distributed.is_main():
             state = dict(key=cfg.key(), epoch=epoch, history=history, start=start, wall_time=elapsed)
             state |= dict(model=model.state_dict(), optimizer=optimizer.state_dict(), rng=_rng_state(device))
             results.save_checkpoint(
@@ -616,8 +669,9 @@ def train(
 
     provenance = dict(seed=cfg.seed, n_train=train_set.n, n_test=test_set.n, threads=torch.get_num_threads())
     provenance |= dict(start=start, end=results.now(), resumed_at_epochs=resumed)
+    provenance |= distributed.provenance(cfg.batch_size)
     result = _result(cfg, history, diverged, elapsed, {**results.provenance(device), **provenance}, json_path)
-    if json_path is not None:
+    if json_path is not None and distributed.is_main():
         results.write_json(json_path, result.to_dict())
         ckpt_path.unlink(missing_ok=True)
     return result

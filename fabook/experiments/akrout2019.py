@@ -42,15 +42,16 @@ SMOKE_DATASET = "fashion-mnist"
 
 RULE_OPTIONS = {
     "bp": {},
-    "fa": {},
+    "fa": {"init": "weight"},
     "usf": {"scale": "fan_in"},
-    "wm": {"lr": 0.01, "probes": 32, "warmup": 100},
-    "kp": {},
+    "wm": {"lr": 0.01, "probes": 32, "warmup": 100, "init": "weight"},
+    "kp": {"init": "weight"},
 }
 """Explicit options, so the recipe does not depend on a rule's defaults. Sign symmetry is the paper's: uSF,
 ``B = sign(W)`` times one magnitude per layer; ``1/√fan_in`` (the size of an initial weight) keeps the error
 from growing layer after layer through 17–50 layers. WM: Akrout's code's mirror learning rate 0.01, one
-mirroring pass before training (here 100 noise steps) and one mirror step per training step."""
+mirroring pass before training (here 100 noise steps) and one mirror step per training step. FA's, WM's and
+KP's initial ``B`` has the RMS of the layer's own initial weight (``init="weight"``)."""
 
 RESNET_RECIPE = dict(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4)
 """torchvision's ImageNet recipe, for every rule; the lr falls ÷10 at the scale's milestones."""
