@@ -146,6 +146,16 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         default=d["threads"],
         help="torch CPU threads of the cell (default %(default)s)",
     )
+    p.add_argument(
+        "--augment",
+        type=_none_or(str),
+        default=d["augment"],
+        help="crop-flip, crop or flip (training batches)",
+    )
+    p.add_argument(
+        "--base-width", type=_none_or(int), default=d["base_width"], help="resnet18/50 stem channels (64)"
+    )
+    p.add_argument("--data-root", type=_none_or(str), default=d["data_root"], help="data folder (ImageNet)")
 
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:

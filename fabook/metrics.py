@@ -31,9 +31,11 @@ def _weight_param(layer: RuleLayer) -> Tensor:
 
 
 def weight_alignment(model: nn.Module) -> pd.DataFrame:
-    """Per rule layer: angle between ``W`` and the backward weight ``B``, sign concordance, ``‖B‖/‖W‖``.
+    """Per rule layer: angle between ``W`` and the backward weight ``B``, sign concordance, ``‖B‖/‖W‖``
+    and the distance ``‖W − B‖``.
 
-    Columns ``layer, rule, angle_deg, sign_concordance, norm_ratio``; DFA layers (no ``B``) get NaN.
+    Columns ``layer, rule, angle_deg, sign_concordance, norm_ratio, distance``; DFA layers (no ``B``) get
+    NaN.
     """
     rows = []
     for name, layer in rule_layers(model):
@@ -42,7 +44,7 @@ def weight_alignment(model: nn.Module) -> pd.DataFrame:
             b = layer.backward_weight()
         except TypeError:
             rows.append(dict(layer=name, rule=layer.rule.name, angle_deg=math.nan,
-                             sign_concordance=math.nan, norm_ratio=math.nan))  # fmt: skip
+                             sign_concordance=math.nan, norm_ratio=math.nan, distance=math.nan))  # fmt: skip
             continue
         rows.append(
             dict(
@@ -51,9 +53,11 @@ def weight_alignment(model: nn.Module) -> pd.DataFrame:
                 angle_deg=angle_deg(w, b),
                 sign_concordance=float((torch.sign(w) == torch.sign(b)).double().mean()),
                 norm_ratio=float(b.norm() / w.norm()) if w.norm() > 0 else math.nan,
+                distance=float((w.double() - b.double()).norm()),
             )
         )
-    return pd.DataFrame(rows, columns=["layer", "rule", "angle_deg", "sign_concordance", "norm_ratio"])
+    columns = ["layer", "rule", "angle_deg", "sign_concordance", "norm_ratio", "distance"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _weight_grads(model: nn.Module, inputs: Tensor, targets: Tensor, loss_fn: Callable, seed: int) -> dict:

@@ -46,6 +46,7 @@ def build(
     depth: int | None = None,
     batch_norm: bool = False,
     activation: str = "relu",
+    base_width: int | None = None,
 ) -> nn.Module:
     """Build model ``name`` for samples of ``input_shape`` and ``num_classes`` output logits.
 
@@ -58,6 +59,8 @@ def build(
       ``depth = 6n + 2`` (default 20), float ``width`` multiplier of 16/32/64 channels (default 1).
     - ``resnet18`` / ``resnet50``: torchvision's; ``width`` is resnet50's ``width_per_group`` (default 64;
       resnet18 takes none). Inputs under 64x64 get a conv3x3 stride-1 stem, no maxpool; C != 3 a new conv1.
+      ``base_width`` (resnet18/resnet50 only) is the stem's channels, torchvision's 64 by default; the four
+      stages get ``base_width * (1, 2, 4, 8)`` planes (a narrow ResNet for small budgets).
 
     ``batch_norm`` adds BatchNorm before each hidden activation of mlp/cnn/cnn1d (whose layers then drop
     their bias); ResNets always have BatchNorm and ignore the flag. ``activation`` is one of relu, tanh,
@@ -72,6 +75,8 @@ def build(
         raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; accepted: {', '.join(ACTIVATIONS)}")
+    if base_width is not None and name not in ("resnet18", "resnet50"):
+        raise ValueError(f"base_width is for resnet18 and resnet50 only; got base_width for {name!r}")
     if name.startswith("resnet") and activation != "relu":
         raise ValueError(f"{name} uses ReLU only; got activation {activation!r}")
 
@@ -89,7 +94,7 @@ def build(
         return _cnn1d(shape[0], num_classes, _width(name, width), d, batch_norm, activation)
     if name == "resnet20":
         return _resnet20(_image(name, shape)[0], num_classes, width, depth)
-    return _torchvision_resnet(name, _image(name, shape), num_classes, width, depth)
+    return _torchvision_resnet(name, _image(name, shape), num_classes, width, depth, base_width)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -245,7 +250,24 @@ def _resnet20(in_channels, num_classes, width, depth) -> CifarResNet:
     return CifarResNet(in_channels, num_classes, (depth - 2) // 6, [round(c * width) for c in (16, 32, 64)])
 
 
-def _torchvision_resnet(name, shape, num_classes, width, depth) -> nn.Module:
+class _NarrowResNet(torchvision.models.ResNet):
+    """torchvision's ResNet with ``base`` stem channels instead of 64, every stage's planes scaled alike."""
+
+    def __init__(self, block: type[nn.Module], layers: list[int], base: int, **kwargs) -> None:
+        self.base = base
+        super().__init__(block, layers, **kwargs)
+        self.conv1 = nn.Conv2d(3, base, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(base)
+        self.fc = nn.Linear(8 * base * block.expansion, self.fc.out_features)
+        nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
+
+    def _make_layer(self, block, planes, blocks, stride=1, dilate=False) -> nn.Sequential:
+        if planes == 64:  # the first stage: it takes the stem's output
+            self.inplanes = self.base
+        return super()._make_layer(block, planes * self.base // 64, blocks, stride, dilate)
+
+
+def _torchvision_resnet(name, shape, num_classes, width, depth, base_width=None) -> nn.Module:
     """torchvision's resnet18/resnet50; below 64x64 the stem is conv3x3 stride 1 without maxpool."""
     if depth not in (None, int(name[6:])):
         raise ValueError(
@@ -254,19 +276,35 @@ def _torchvision_resnet(name, shape, num_classes, width, depth) -> nn.Module:
     kwargs = {}
     if width is not None:
         if name == "resnet18":
-            raise ValueError(f"resnet18 does not support width (got {width!r}); use resnet50 or resnet20")
+            raise ValueError(
+                f"resnet18 does not support width (got {width!r}); use base_width, resnet50 or resnet20"
+            )
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
             raise ValueError(
                 f"resnet50 width is torchvision's width_per_group, a positive integer; got {width!r}"
             )
         kwargs["width_per_group"] = width
-    model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes, **kwargs)
+    base = 64
+    if base_width is not None:
+        if isinstance(base_width, bool) or not isinstance(base_width, int) or base_width < 1:
+            raise ValueError(
+                f"{name} base_width must be a positive integer (64: torchvision's); got {base_width!r}"
+            )
+        base = base_width
+    if base == 64:
+        model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes, **kwargs)
+    else:
+        block, layers = {
+            "resnet18": (torchvision.models.resnet.BasicBlock, [2, 2, 2, 2]),
+            "resnet50": (torchvision.models.resnet.Bottleneck, [3, 4, 6, 3]),
+        }[name]
+        model = _NarrowResNet(block, layers, base, num_classes=num_classes, **kwargs)
     c, h, w = shape
     if min(h, w) < SMALL_IMAGE_SIZE:
-        model.conv1 = nn.Conv2d(c, 64, 3, 1, 1, bias=False)
+        model.conv1 = nn.Conv2d(c, base, 3, 1, 1, bias=False)
         model.maxpool = nn.Identity()
     elif c != 3:
-        model.conv1 = nn.Conv2d(c, 64, 7, 2, 3, bias=False)
+        model.conv1 = nn.Conv2d(c, base, 7, 2, 3, bias=False)
     else:
         return model
     nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")

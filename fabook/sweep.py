@@ -40,7 +40,8 @@ from fabook.train import Config, Result, load_result, lock_path, result_path, tr
 
 SPEC_KEYS = ("name", "base", "grid", "conditions")
 SCALAR_METRICS = (
-    "lr", "weight_decay", "train_loss", "train_acc", "test_loss", "test_acc", "val_loss", "val_acc", "time"
+    "lr", "weight_decay", "train_loss", "train_acc", "test_loss", "test_acc", "test_top5", "val_loss",
+    "val_acc", "val_top5", "time",
 )  # fmt: skip
 
 
@@ -277,6 +278,8 @@ def history_frame(results: Iterable[Result] | str | Path) -> pd.DataFrame:
     configs = summary_frame(results)
     if configs.empty:
         return frame
-    configs = configs.drop(columns=["rule_options", "test_acc", "best_test_acc", "train_loss", "wall_time"])
+    configs = configs.drop(
+        columns=["rule_options", "test_acc", "best_test_acc", "test_top5", "train_loss", "wall_time"]
+    )
     configs = configs.drop(columns=["best_epoch", "val_loss", "val_acc"])
     return frame.merge(configs, on="key", how="left")

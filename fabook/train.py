@@ -37,6 +37,9 @@ SCHEDULES = (
     "None", "'step:E1,E2,...' (lr /10 at those epochs)", "'step:E1,E2,...;gamma=G' (lr x G)", "'cosine'"
 )  # fmt: skip
 WEIGHT_DECAY_SCHEDULES = ("None", "'E1:WD1,E2:WD2,...' (weight decay WD1 from epoch E1 + 1 on, ...)")
+AUGMENTS = ("crop-flip", "crop", "flip")
+CROP_PADDING = 4
+"""Pixels of zero padding around a training image before its random crop back to the original size."""
 METRIC_BATCH = 256
 """Samples in the fixed train batch on which gradient alignment is measured."""
 EVAL_BATCH = 1024
@@ -57,7 +60,11 @@ class Config:
     ``optimizer="adam"`` ignores ``momentum``. ``metrics_every``:
     epochs between alignment measurements (0: never). ``num_workers``: DataLoader workers for data sets
     that are not held in memory. ``threads``: torch's CPU threads for the cell (the number of threads
-    changes the order of float sums, so it is part of the cell: one key, one set of numbers).
+    changes the order of float sums, so it is part of the cell: one key, one set of numbers). ``augment``:
+    None or one of :data:`AUGMENTS`, applied to every training batch (see :func:`augment_batch`; an
+    ImageFolder set's own transforms already augment). ``base_width``: the stem channels of
+    resnet18/resnet50. ``data_root``: the data folder (default :func:`fabook.data.default_root`; for
+    ImageNet a folder holding ``train/`` and ``val/``).
 
     Early stopping: ``val_fraction`` > 0 carves that share of the training set (stratified, drawn with
     ``seed``) into a validation split that is measured every epoch instead of the test set; the weights with
@@ -92,12 +99,15 @@ class Config:
     val_fraction: float = 0.0
     patience: int | None = None
     threads: int = 1
+    augment: str | None = None
+    base_width: int | None = None
+    data_root: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("dataset", "model", "rule", "activation", "optimizer", "device"):
             _check_type(name, getattr(self, name), str)
-        _check_type("schedule", self.schedule, str, optional=True)
-        _check_type("weight_decay_schedule", self.weight_decay_schedule, str, optional=True)
+        for name in ("schedule", "weight_decay_schedule", "augment", "data_root"):
+            _check_type(name, getattr(self, name), str, optional=True)
         _check_type("width", self.width, (int, float), optional=True)
         for name in ("batch_norm", "constrain_norm"):
             _check_type(name, getattr(self, name), bool)
@@ -165,9 +175,8 @@ class Config:
 
 
 _INT_FIELDS = {"epochs": 0, "batch_size": 1, "seed": 0, "metrics_every": 0, "num_workers": 0, "threads": 1}
-_INT_FIELDS |= {"depth": 0, "max_train": 1, "max_test": 1}
-_INT_FIELDS |= {"patience": 1}
-_OPTIONAL = ("depth", "max_train", "max_test", "patience")
+_INT_FIELDS |= {"depth": 0, "max_train": 1, "max_test": 1, "base_width": 1, "patience": 1}
+_OPTIONAL = ("depth", "max_train", "max_test", "base_width", "patience")
 _RANGES = {
     "lr": (lambda v: v >= 0, ">= 0"),
     "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
@@ -190,7 +199,8 @@ def _check_type(name: str, value: Any, types: type | tuple[type, ...], optional:
 class Result:
     """What a cell produced.
 
-    ``history``: one dict per epoch with ``epoch, lr, train_loss, train_acc, test_loss, test_acc, time`` and,
+    ``history``: one dict per epoch with ``epoch, lr, train_loss, train_acc, test_loss, test_acc, test_top5,
+    time`` (``test_top5``: a true label among the 5 largest logits) and,
     when measured, ``layers``: ``{layer: {rule, weight_angle, sign_concordance, norm_ratio, grad_angle}}``
     (epoch 0: before training, test numbers and layers only). ``wall_time``: seconds spent in the epochs,
     summed over resumed sessions. Non-finite numbers are None. With a validation split the epochs record
@@ -210,6 +220,7 @@ class Result:
     best_epoch: int | None = None
     val_loss: float | None = None
     val_acc: float | None = None
+    test_top5: float | None = None
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -239,6 +250,7 @@ class Result:
             "label": f"{cfg.rule} ({options})" if options else cfg.rule,
             "test_acc": self.test_acc,
             "best_test_acc": self.best_test_acc,
+            "test_top5": self.test_top5,
             "train_loss": self.train_loss,
             "diverged": self.diverged,
             "epochs_run": self.epochs_run,
@@ -362,11 +374,13 @@ def validate(config: Config, *, build: bool = True) -> torch.device:
     _check_name("model", config.model, models.MODELS)
     _check_name("rule", config.rule, fabook.RULES)
     _check_name("optimizer", config.optimizer, OPTIMIZERS)
+    if config.augment is not None:
+        _check_name("augment", config.augment, AUGMENTS)
     fabook.get_rule(config.rule, **config.rule_options)
     parse_schedule(config.schedule)
     parse_weight_decay_schedule(config.weight_decay_schedule)
     device = parse_device(config.device)
-    lack = data.missing(config.dataset)
+    lack = data.missing(config.dataset, config.data_root)
     if lack is not None:
         fetch = data.CATALOGUE[config.dataset].fetch
         raise FileNotFoundError(
@@ -383,7 +397,7 @@ def build_model(config: Config) -> nn.Module:
     info = data.CATALOGUE[config.dataset]
     model = models.build(
         config.model, info.input_shape, info.num_classes, width=config.width, depth=config.depth,
-        batch_norm=config.batch_norm, activation=config.activation,
+        batch_norm=config.batch_norm, activation=config.activation, base_width=config.base_width,
     )  # fmt: skip
     return fabook.convert(
         model,
@@ -432,10 +446,35 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """The generator that shuffles epoch ``epoch`` of a run with ``seed`` (independent of what ran before)."""
-    state = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint32)
+def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """The generator that shuffles epoch ``epoch`` of a run with ``seed`` (independent of what ran before);
+    ``stream`` 1 is that epoch's augmentation."""
+    entropy = [seed, epoch] if stream == 0 else [seed, epoch, stream]
+    state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
+    """Images ``(N, C, H, W)`` randomly augmented, each sample on its own: ``crop`` zero-pads by
+    :data:`CROP_PADDING` and crops back to H x W at a random offset; ``flip`` mirrors left-right with
+    probability 1/2. The draws come from ``generator`` (on the CPU) only."""
+    n, _, h, w = x.shape
+    if "crop" in kind:
+        p = CROP_PADDING
+        dy, dx = torch.randint(0, 2 * p + 1, (2, n), generator=generator).to(x.device)[:, :, None, None, None]
+        rows = (dy + torch.arange(h, device=x.device)[:, None]).expand(n, x.shape[1], h, w + 2 * p)
+        cols = (dx + torch.arange(w, device=x.device)).expand(n, x.shape[1], h, w)
+        x = F.pad(x, (p, p, p, p)).gather(2, rows).gather(3, cols)
+    if "flip" in kind:
+        flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+def augmented(batches: Iterator, kind: str | None, generator: torch.Generator) -> Iterator:
+    """``batches`` with inputs passed through :func:`augment_batch` (unchanged when ``kind`` is None)."""
+    for xb, yb in batches:
+        yield (xb if kind is None else augment_batch(xb, kind, generator)), yb
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -577,23 +616,28 @@ def _train_epoch(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterator) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` (in eval mode) over ``batches``."""
+def evaluate(model: nn.Module, batches: Iterator, *, top5: bool = False) -> tuple[float, ...]:
+    """Mean cross-entropy and accuracy of ``model`` (in eval mode) over ``batches``; with ``top5`` also the
+    top-5 accuracy (the label among the 5 largest logits; all of them when there are fewer than 5)."""
     model.eval()
     loss_sum = torch.zeros(())
-    correct = n = 0
+    correct = correct5 = n = 0
     for xb, yb in batches:
         out = model(xb)
         loss_sum += F.cross_entropy(out.float(), yb, reduction="sum").cpu()
         correct += int((out.argmax(1) == yb).sum())
+        if top5:
+            best = out.topk(min(5, out.shape[1]), dim=1).indices
+            correct5 += int((best == yb[:, None]).any(1).sum())
         n += len(yb)
-    return (loss_sum.item() / n, correct / n) if n else (math.nan, math.nan)
+    numbers = (loss_sum.item() / n, correct / n, correct5 / n) if n else (math.nan,) * 3
+    return numbers if top5 else numbers[:2]
 
 
 def alignment(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, dict[str, Any]]:
-    """Per rule layer: ``weight_angle`` (deg), ``sign_concordance``, ``norm_ratio`` (between ``B`` and ``W``)
-    and ``grad_angle`` (deg, the rule's weight gradient vs backprop's on the batch, in training mode). Leaves
-    the model and the global random state as they were."""
+    """Per rule layer: ``weight_angle`` (deg), ``sign_concordance``, ``norm_ratio``, ``distance``
+    (``‖W − B‖``) and ``grad_angle`` (deg, the rule's weight gradient vs backprop's on the batch, in training
+    mode). Leaves the model and the global random state as they were."""
     was_training = model.training
     model.train()  # the gradients training makes (gradient_alignment works on a copy of the model)
     with torch.random.fork_rng(devices=_cuda_devices(model)):
@@ -607,6 +651,7 @@ def alignment(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> 
             "weight_angle": row["angle_deg"],
             "sign_concordance": row["sign_concordance"],
             "norm_ratio": row["norm_ratio"],
+            "distance": row["distance"],
         }
     for row in grads.to_dict("records"):
         out.setdefault(row["layer"], {"rule": row["rule"]})["grad_angle"] = row["angle_deg"]
@@ -668,7 +713,9 @@ def _train(cfg: Config, out_dir: str | Path | None, progress: bool) -> Result:
 
     seed_everything(cfg.seed)
     model = build_model(cfg).to(device)
-    split = data.load(cfg.dataset, seed=cfg.seed, max_train=cfg.max_train, max_test=cfg.max_test)
+    split = data.load(
+        cfg.dataset, root=cfg.data_root, seed=cfg.seed, max_train=cfg.max_train, max_test=cfg.max_test
+    )
     fit, val = validation_split(split.train, cfg.val_fraction, cfg.seed)
     train_set = _Data(fit, device, cfg.num_workers)
     test_set = _Data(split.test, device, cfg.num_workers)
@@ -697,9 +744,10 @@ def _train(cfg: Config, out_dir: str | Path | None, progress: bool) -> Result:
         if stopper is not None:
             stopper.load_state_dict(state["early_stopping"])
     elif cfg.metrics_every:
-        loss0, acc0 = evaluate(model, watch.batches(eval_batch))
+        loss0, acc0, top5_0 = evaluate(model, watch.batches(eval_batch), top5=True)
         history.append(
-            {"epoch": 0, f"{watched}_loss": loss0, f"{watched}_acc": acc0, "layers": alignment(model, *probe)}
+            {"epoch": 0, f"{watched}_loss": loss0, f"{watched}_acc": acc0, f"{watched}_top5": top5_0}
+            | {"layers": alignment(model, *probe)}
         )
 
     net = distributed.wrap(model)  # DistributedDataParallel under torchrun
@@ -715,8 +763,9 @@ def _train(cfg: Config, out_dir: str | Path | None, progress: bool) -> Result:
             for group in optimizer.param_groups:
                 group["weight_decay"] = weight_decay_at(cfg, epoch)
         batches = train_set.batches(distributed.local_batch(cfg.batch_size), epoch_generator(cfg.seed, epoch))
+        batches = augmented(batches, cfg.augment, epoch_generator(cfg.seed, epoch, stream=1))
         train_loss, train_acc = distributed.average(device, *_train_epoch(net, optimizer, batches))
-        test_loss, test_acc = evaluate(model, watch.batches(eval_batch))
+        test_loss, test_acc, top5 = evaluate(model, watch.batches(eval_batch), top5=True)
         if scheduler is not None:
             scheduler.step()
         record = {
@@ -726,6 +775,7 @@ def _train(cfg: Config, out_dir: str | Path | None, progress: bool) -> Result:
             "train_acc": train_acc,
             f"{watched}_loss": test_loss,
             f"{watched}_acc": test_acc,
+            f"{watched}_top5": top5,
             "time": time.perf_counter() - t0,
         }
         if cfg.weight_decay_schedule is not None:
@@ -751,7 +801,8 @@ def _train(cfg: Config, out_dir: str | Path | None, progress: bool) -> Result:
     final = None
     if stopper is not None:
         final = stopper.restore(model)  # the best validation epoch's weights, then the test set's one use
-        final |= dict(zip(("loss", "acc"), evaluate(model, test_set.batches(eval_batch)), strict=True))
+        numbers = evaluate(model, test_set.batches(eval_batch), top5=True)
+        final |= dict(zip(("loss", "acc", "top5"), numbers, strict=True))
 
     provenance = dict(seed=cfg.seed, n_train=train_set.n, n_test=test_set.n, threads=torch.get_num_threads())
     provenance |= dict(start=start, end=results.now(), resumed_at_epochs=resumed)
@@ -781,6 +832,7 @@ def _result(
         config=cfg,
         history=history,
         test_acc=(trained or history or [{"test_acc": None}])[-1].get("test_acc"),
+        test_top5=(trained or history or [{}])[-1].get("test_top5"),
         best_test_acc=max(accs) if accs else None,
         train_loss=trained[-1]["train_loss"] if trained else None,
         diverged=diverged,
@@ -789,6 +841,6 @@ def _result(
         provenance=provenance,
     )
     if final is not None:
-        result.test_acc, result.best_epoch = final["acc"], final["epoch"]
+        result.test_acc, result.test_top5, result.best_epoch = final["acc"], final["top5"], final["epoch"]
         result.val_loss, result.val_acc = final["val_loss"], final["val_acc"]
     return Result.from_dict(result.to_dict(), path)

@@ -27,10 +27,10 @@ def test_angle_deg():
 
 def test_weight_alignment_per_layer():
     bp = weight_alignment(_mlp("bp"))
-    assert list(bp.columns) == ["layer", "rule", "angle_deg", "sign_concordance", "norm_ratio"]
+    assert list(bp.columns) == ["layer", "rule", "angle_deg", "sign_concordance", "norm_ratio", "distance"]
     assert list(bp.layer) == ["0", "2", "4"]
     assert bp.angle_deg.abs().max() < 1e-3 and (bp.sign_concordance == 1).all()
-    assert (bp.norm_ratio - 1).abs().max() < 1e-9
+    assert (bp.norm_ratio - 1).abs().max() < 1e-9 and bp.distance.max() < 1e-6
     usf = weight_alignment(_mlp("usf"))
     assert (usf.sign_concordance == 1).all() and (usf.angle_deg < 45).all()
     sc = weight_alignment(_mlp("sc", p=0.0))

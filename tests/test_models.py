@@ -159,3 +159,31 @@ def test_copy_and_backward(name, shape):
 def test_bad_num_classes():
     with pytest.raises(ValueError, match="got 0"):
         models.build("mlp", (4,), 0)
+
+
+@pytest.mark.parametrize(("name", "expansion"), [("resnet18", 1), ("resnet50", 4)])
+def test_narrow_resnets_scale_every_stage(name, expansion):
+    narrow = models.build(name, (1, 28, 28), 10, base_width=8)
+    assert narrow.conv1.out_channels == 8 and narrow.conv1.kernel_size == (3, 3)
+    assert narrow.layer1[0].conv1.in_channels == 8 and narrow.fc.in_features == 64 * expansion
+    assert [stage[0].conv1.out_channels for stage in (narrow.layer2, narrow.layer3, narrow.layer4)] == [
+        16,
+        32,
+        64,
+    ]
+    assert output(narrow, (1, 28, 28), n=2).shape == (2, 10)
+    full = models.build(name, (3, 224, 224), 5, base_width=4)
+    assert full.conv1.kernel_size == (7, 7) and full.conv1.out_channels == 4
+    assert output(full, (3, 224, 224), n=1).shape == (1, 5)
+    same = models.build(name, (3, 32, 32), 10, base_width=64)
+    assert models.count_parameters(same) == models.count_parameters(models.build(name, (3, 32, 32), 10))
+
+
+@pytest.mark.parametrize(
+    ("name", "base_width", "match"),
+    [("mlp", 8, "base_width is for resnet18 and resnet50 only"), ("resnet18", 0, "positive integer.*got 0"),
+     ("resnet50", 2.5, "got 2.5")],
+)  # fmt: skip
+def test_bad_base_width(name, base_width, match):
+    with pytest.raises(ValueError, match=match):
+        models.build(name, (1, 28, 28), 10, base_width=base_width)

@@ -102,6 +102,7 @@ def test_history_metrics_result_file_and_provenance(tmp_path):
         "weight_angle",
         "sign_concordance",
         "norm_ratio",
+        "distance",
         "grad_angle",
     }
     assert result.test_acc == result.history[-1]["test_acc"] > 0.1
@@ -272,3 +273,119 @@ def test_epoch_generator_depends_on_seed_and_epoch_only():
     a = torch.randperm(10, generator=train_module.epoch_generator(0, 1))
     assert torch.equal(a, torch.randperm(10, generator=train_module.epoch_generator(0, 1)))
     assert not torch.equal(a, torch.randperm(10, generator=train_module.epoch_generator(0, 2)))
+
+
+# top-5, augmentation, ImageFolder ---------------------------------------------------------------------------
+
+
+class FixedLogits(torch.nn.Module):
+    """Logits given per sample index (stored as the input's first feature)."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x):
+        return self.logits[x[:, 0].long()]
+
+
+def test_evaluate_counts_top1_and_top5():
+    logits = torch.tensor([[9.0, 8, 7, 6, 5, 4, 0], [0, 1, 2, 3, 4, 5, 6], [0, 1, 2, 3, 4, 5, 6]])
+    x, y = torch.arange(3.0)[:, None], torch.tensor([0, 1, 6])  # top-1 right; outside the top 5; both
+    loss, top1, top5 = train_module.evaluate(FixedLogits(logits), iter([(x, y)]), top5=True)
+    assert (top1, top5) == (pytest.approx(2 / 3), pytest.approx(2 / 3))
+    y = torch.tensor([4, 2, 5])  # 5th largest; 5th largest; 2nd largest
+    _, top1, top5 = train_module.evaluate(FixedLogits(logits), iter([(x, y)]), top5=True)
+    assert (top1, top5) == (0.0, 1.0)
+    assert len(train_module.evaluate(FixedLogits(logits[:, :3]), iter([(x, y % 3)]))) == 2
+    assert train_module.evaluate(FixedLogits(logits[:, :3]), iter([(x, y % 3)]), top5=True)[2] == 1.0
+
+
+def test_results_carry_top5():
+    result = train(tiny(epochs=1), progress=False)
+    assert result.test_top5 == result.history[-1]["test_top5"] >= result.test_acc
+    assert result.summary()["test_top5"] == result.test_top5
+
+
+def test_augment_batch_crops_and_flips_from_its_generator_only():
+    x = torch.arange(2 * 3 * 6 * 5, dtype=torch.float32).view(2, 3, 6, 5) + 1
+    state = torch.get_rng_state()
+    a = train_module.augment_batch(x, "crop-flip", torch.Generator().manual_seed(1))
+    assert torch.equal(state, torch.get_rng_state())
+    assert torch.equal(a, train_module.augment_batch(x, "crop-flip", torch.Generator().manual_seed(1)))
+    assert a.shape == x.shape and not torch.equal(a, x)
+    flips = [train_module.augment_batch(x, "flip", torch.Generator().manual_seed(s)) for s in range(8)]
+    assert all(torch.equal(f[i], x[i]) or torch.equal(f[i], x[i].flip(-1)) for f in flips for i in range(2))
+    assert any(not torch.equal(f, x) for f in flips)
+    p = train_module.CROP_PADDING
+    for seed in range(8):
+        c = train_module.augment_batch(x, "crop", torch.Generator().manual_seed(seed))
+        for i in range(2):  # a window of the zero-padded image: some shift (dy, dx) in [-p, p]^2 matches
+            padded = torch.nn.functional.pad(x[i], (p, p, p, p))
+            assert any(
+                torch.equal(c[i], padded[:, dy : dy + 6, dx : dx + 5])
+                for dy in range(2 * p + 1)
+                for dx in range(2 * p + 1)
+            )
+
+
+def test_augmentation_is_validated_seeded_and_same_on_both_paths(monkeypatch):
+    with pytest.raises(ValueError, match="unknown augment 'rotate'; accepted: crop-flip, crop, flip"):
+        train_module.validate(tiny(augment="rotate"))
+    cfg = tiny(augment="crop-flip", epochs=1)
+    plain, augmented = train(tiny(epochs=1), progress=False), train(cfg, progress=False)
+    assert numbers(augmented) == numbers(train(cfg, progress=False)) != numbers(plain)
+    load = data.load
+
+    def wrapped(*args, **kwargs):
+        split = load(*args, **kwargs)
+        split.train, split.test = Plain(split.train), Plain(split.test)
+        return split
+
+    monkeypatch.setattr(data, "load", wrapped)
+    assert numbers(train(cfg, progress=False)) == numbers(augmented)
+
+
+def test_resume_with_augmentation_gives_the_same_numbers(tmp_path, monkeypatch):
+    cfg = tiny(epochs=3, augment="crop-flip", rule="kp")
+    whole = train(cfg, out_dir=tmp_path / "whole", progress=False)
+    save = results.save_checkpoint
+
+    def save_then_stop(path, state):
+        save(path, state)
+        if state["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(results, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out_dir=tmp_path / "cut", progress=False)
+    monkeypatch.setattr(results, "save_checkpoint", save)
+    assert numbers(train(cfg, out_dir=tmp_path / "cut", progress=False)) == numbers(whole)
+
+
+def write_jpeg_folder(root, classes: int = 11, per_class: int = 2) -> None:
+    """An ImageFolder of small random JPEGs: ``root/{train,val}/c00..c10/*.JPEG``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in range(classes):
+            folder = root / split / f"c{c:02d}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.JPEG", format="JPEG")
+
+
+def test_imagefolder_trains_with_the_imagenet_transforms_and_top5(tmp_path):
+    write_jpeg_folder(tmp_path / "folder")
+    cfg = Config(dataset="imagenet", data_root=str(tmp_path / "folder"), model="resnet18", base_width=4,
+                 epochs=1, batch_size=8, lr=0.01, metrics_every=0)  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="imagenet"):
+        train_module.validate(cfg.replace(data_root=str(tmp_path / "nothing")))
+    result = train(cfg, out_dir=tmp_path / "runs", progress=False)
+    assert result.provenance["n_train"] == 22 and result.provenance["n_test"] == 22
+    assert 0 <= result.test_acc <= result.test_top5 <= 1 and result.test_top5 < 1  # 11 classes: top-5 < all
+    split = data.load("imagenet", root=tmp_path / "folder")
+    assert split.info.num_classes == 11 and split.train[0][0].shape == (3, 224, 224)
