@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 import fabook
-from fabook import data, models, results
+from fabook import data, models, norm_constraint, results
 from fabook.results import FORMAT, ResultFileError
 
 OPTIMIZERS = ("sgd", "adam", "bm")
@@ -501,6 +501,8 @@ def train(
     train_set = _Data(split.train, device, cfg.num_workers)
     test_set = _Data(split.test, device, cfg.num_workers)
     optimizer = make_optimizer(cfg, model.parameters())
+    if cfg.constrain_norm:
+        norm_constraint.hold_norms(optimizer, model)
     scheduler = make_scheduler(cfg, optimizer)
     probe = train_set.sample(METRIC_BATCH, cfg.seed) if cfg.metrics_every else None
     eval_batch = max(cfg.batch_size, EVAL_BATCH if test_set.tensors is not None else 256)
