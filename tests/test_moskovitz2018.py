@@ -14,7 +14,7 @@ STAB, UNSTAB = ", ".join(mk.STABILIZED), ", ".join(mk.UNSTABILIZED)
 
 def _accuracy(row: pd.Series, paper_right: bool) -> float:
     """Built-in results: with ``paper_right`` the paper's four claims, otherwise their opposite."""
-    deep = (row.depth - 2) / 9  # 1/3 .. 1
+    deep = row.depth / 8  # 1/4 .. 1
     if row.rule == "bp":
         return 90.0
     if row.rule == "fa":
@@ -53,15 +53,15 @@ def test_conditions_cover_the_depth_sweep_and_the_ablation_once_each():
     keys = [Config(**c).key() for c in cells]
     assert len(keys) == len(set(keys))
     sweep = mk._depth_cells(frame)
-    assert set(sweep.depth) == {5, 8, 11} and max(sweep.depth) >= 8
+    assert set(sweep.depth) == {2, 5, 8} and max(sweep.depth) >= 8
     assert set(sweep.arch) == {"plain", "residual"}
     assert set(sweep.method) == {"bp", "fa", "usf (stabilized)", "frsf (stabilized)", "usf (unstabilized)",
                                  "frsf (unstabilized)"}  # fmt: skip
     ablation = mk._ablation_cells(frame)
-    assert len(ablation) == 2 * 4 * 2 and set(ablation.depth) == {11}
+    assert len(ablation) == 2 * 4 * 2 and set(ablation.depth) == {8}
     # every sign-rule cell says its scale explicitly; the measured cells are the deepest of the sweep
     assert all("scale" in c["rule_options"] for c in cells if c["rule"] in mk.SIGN_RULES)
-    assert {c["depth"] for c in cells if c["metrics_every"]} == {11}
+    assert {c["depth"] for c in cells if c["metrics_every"]} == {8}
     validate(Config(**cells[-1]), build=True)
 
 
@@ -84,7 +84,7 @@ def test_tables_and_figures_from_a_fake_run(tmp_path):
     ablation = mk.ablation_table(summary, "cpu")
     assert list(ablation.stabilizers) == list(mk.STABILIZERS) and ablation.shape[1] == 2 + 4 + 2
     angles = mk.angle_table(history, "cpu")
-    assert len(angles) == 11 and angles.layer.iloc[-1] == "head" and angles.layer.iloc[0] == "conv0"
+    assert len(angles) == 8 and angles.layer.iloc[-1] == "head" and angles.layer.iloc[0] == "conv0"
     assert {"W–B fa (°)", "update–BP usf (stabilized) (°)"} <= set(angles.columns)
     for fig in (
         mk.depth_figure(summary, "cpu"),

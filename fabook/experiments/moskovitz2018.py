@@ -54,11 +54,11 @@ OPTIMIZER = dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4, batc
 """Every rule, every recipe (chosen so that BP trains the deepest plain network without batch norm)."""
 
 SETTINGS = {
-    "smoke": dict(dataset=SMOKE_DATASET, depths=(2, 5), width=4, epochs=1, seeds=1, max_train=600,
+    "smoke": dict(dataset=SMOKE_DATASET, depths=(2, 5), width=4, epochs=1, seeds=1, max_train=1000,
                   max_test=300, imagenet=False),
-    "cpu": dict(dataset="fashion-mnist", depths=(5, 8, 11), width=8, epochs=3, seeds=2, max_train=6000,
+    "cpu": dict(dataset="fashion-mnist", depths=(2, 5, 8), width=8, epochs=3, seeds=2, max_train=6000,
                 max_test=2000, imagenet=False),
-    "paper": dict(dataset="fashion-mnist", depths=(5, 8, 11, 14, 20), width=16, epochs=20, seeds=3,
+    "paper": dict(dataset="fashion-mnist", depths=(2, 5, 8, 14, 20), width=16, epochs=20, seeds=3,
                   max_train=None, max_test=None, imagenet=True),
 }  # fmt: skip
 """Per scale: the Fashion-MNIST studies; ``paper`` adds ImageNet ResNet-18 (:data:`IMAGENET`)."""
