@@ -55,11 +55,11 @@ OPTIMIZER = dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4, batc
 
 SETTINGS = {
     "smoke": dict(dataset=SMOKE_DATASET, depths=(2, 5), width=4, epochs=1, seeds=1, max_train=1000,
-                  max_test=300, imagenet=False),
+                  max_test=300, imagenet=False, device="cpu"),
     "cpu": dict(dataset="fashion-mnist", depths=(2, 5, 8), width=8, epochs=3, seeds=2, max_train=6000,
-                max_test=2000, imagenet=False),
+                max_test=2000, imagenet=False, device="cpu"),
     "paper": dict(dataset="fashion-mnist", depths=(2, 5, 8, 14, 20), width=16, epochs=20, seeds=3,
-                  max_train=None, max_test=None, imagenet=True),
+                  max_train=None, max_test=None, imagenet=True, device="cuda"),
 }  # fmt: skip
 """Per scale: the Fashion-MNIST studies; ``paper`` adds ImageNet ResNet-18 (:data:`IMAGENET`)."""
 
@@ -117,7 +117,7 @@ def conditions(params: Params) -> list[dict]:
     s = params.settings
     deepest = max(s["depths"])
     base = dict(dataset=s["dataset"], width=s["width"], epochs=s["epochs"], max_train=s["max_train"],
-                max_test=s["max_test"], **OPTIMIZER)  # fmt: skip
+                max_test=s["max_test"], device=s["device"], **OPTIMIZER)  # fmt: skip
     out = []
     for model in ARCHS:
         for depth in s["depths"]:
