@@ -320,6 +320,11 @@ def _angles(history: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(index=rows.layer.map({n: i + 1 for i, n in enumerate(order)}))
 
 
+def _chance(summary: pd.DataFrame) -> float:
+    """Chance accuracy % of the summary's data set."""
+    return 100 / data.get_info(summary.dataset.iloc[0]).num_classes
+
+
 def _combine(verdicts: list[str]) -> str:
     """Holds if every part holds; does not hold if some part does not and none holds; else inconclusive."""
     if verdicts and all(v == cl.HOLDS for v in verdicts):
@@ -456,6 +461,7 @@ def depth_figure(summary: pd.DataFrame, scale: str) -> Figure:
         part = sweep[sweep.arch == arch]
         sns.lineplot(data=part, x="depth", y="test_pct", hue="method", hue_order=order, style="method",
                      style_order=order, markers=True, dashes=False, errorbar="sd", ax=ax)  # fmt: skip
+        ax.axhline(_chance(summary), color="grey", linestyle="--", linewidth=1, label="chance")
         ax.set_title(f"{arch} networks")
         ax.set_xlabel("weight layers")
         ax.set_ylabel("test accuracy (%)")
