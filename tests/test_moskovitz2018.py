@@ -55,6 +55,7 @@ def test_conditions_cover_the_depth_sweep_and_the_ablation_once_each():
     sweep = mk._depth_cells(frame)
     assert set(sweep.depth) == {2, 5, 8} and max(sweep.depth) >= 8
     assert set(sweep.arch) == {"plain", "residual"}
+    assert set(sweep.depth[sweep.arch == "residual"]) == {5, 8}  # depth 2 has no residual unit
     assert set(sweep.method) == {"bp", "fa", "usf (stabilized)", "frsf (stabilized)", "usf (unstabilized)",
                                  "frsf (unstabilized)"}  # fmt: skip
     ablation = mk._ablation_cells(frame)
@@ -78,9 +79,9 @@ def test_claims_hold_when_built_in_and_fail_when_reversed():
 def test_tables_and_figures_from_a_fake_run(tmp_path):
     summary, history = _fake(True)
     depth = mk.depth_table(summary, "cpu")
-    assert len(depth) == 2 * 3 and (depth.scale == "cpu").all()
+    assert len(depth) == 3 + 2 and (depth.scale == "cpu").all()  # residual from depth 5
     assert depth.loc[0, "bp"].startswith("90.0 ± 0.")
-    assert depth["usf (unstabilized)"].eq("—").sum() == 3  # plain networks only
+    assert depth["usf (unstabilized)"].eq("—").sum() == 2  # plain networks only
     ablation = mk.ablation_table(summary, "cpu")
     assert list(ablation.stabilizers) == list(mk.STABILIZERS) and ablation.shape[1] == 2 + 4 + 2
     angles = mk.angle_table(history, "cpu")
