@@ -51,21 +51,40 @@ costs ``classes·numel(x)``; WM's mirror step ``2·probes·numel(W)`` per step. 
 (activations, BatchNorm, the optimizer, sign rules' ``sign(W)·M``, brSF's redraw, WM's ``lerp``) is not
 counted, so the MAC ratio predicts the step-time ratio only where matmuls dominate.
 
+**BioTorch** (``--biotorch``, on when the package imports): the same step through
+``biotorch.module.biomodule.BioModule(model, mode)`` for the rules BioTorch also has (fa, usf, brsf, frsf),
+rows named ``biotorch:<rule>``, timed in the same interleaved rounds. It installs with
+``pip install --no-deps biotorch``.
+
+**Scaling** (``--scaling``): the MLP again at hidden widths ``--widths`` (batch 128) and batch sizes
+``--batches`` (width 1000), rows marked ``study: "scaling"`` (the default rows: ``"main"``).
+
+**Provenance** (``--json``): the machine (host, CPU model, cores), torch threads, the date, the commit (and
+whether the tree had changes), the torch, Python and BioTorch versions, the device, and the load
+(``uptime``) before and after the run. ``benchmarks/rule_costs_page.py`` turns the file into the book page.
+
 Usage::
 
     python benchmarks/rule_overhead.py --device cpu --threads 1 --json overhead.json
+    python benchmarks/rule_overhead.py --device cpu --threads 1 --scaling --json benchmarks/results/cpu.json
     python benchmarks/rule_overhead.py --device cuda --repeats 15 --steps 50
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
+import datetime
 import gc
-import json
+import importlib.util
+import io
 import math
+import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -78,6 +97,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's fabook, not an installed one
 import fabook  # noqa: E402
 from fabook.models import build  # noqa: E402
+from fabook.results import write_json  # noqa: E402
 from fabook.rules import get_rule  # noqa: E402
 
 TIME_TARGETS = {
@@ -104,6 +124,8 @@ MODEL_SPECS = {
 }
 NUM_CLASSES = 10
 DEFAULT_STEPS = {"cpu": {"mlp": 10, "resnet20": 3}, "cuda": {"mlp": 100, "resnet20": 30}}
+BIOTORCH_RULES = ("fa", "usf", "brsf", "frsf")
+"""Rules BioTorch implements under the same name (its dfa needs the targets in forward: not timed)."""
 
 
 @dataclass
@@ -124,6 +146,9 @@ class Row:
     model: str
     device: str
     rule: str
+    width: float  # MLP hidden units, ResNet channel multiplier
+    batch: int
+    study: str  # "main" or "scaling"
     steps: int  # timed steps per repeat
     ms: float  # median wall ms per step
     cpu_ms: float  # median process CPU ms per step
@@ -148,8 +173,16 @@ class Row:
 def build_model(name: str, width: float) -> nn.Module:
     spec = MODEL_SPECS[name]
     if name == "mlp":
-        return build("mlp", spec["input_shape"], NUM_CLASSES, width=1000, depth=2)
+        return build("mlp", spec["input_shape"], NUM_CLASSES, width=int(width), depth=2)
     return build("resnet20", spec["input_shape"], NUM_CLASSES, width=width)
+
+
+def biotorch_model(plain: nn.Module, rule: str) -> nn.Module:
+    """``plain`` converted by BioTorch (a copy; its conversion report silenced)."""
+    from biotorch.module.biomodule import BioModule
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return BioModule(copy.deepcopy(plain), mode=rule)
 
 
 def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
@@ -273,16 +306,30 @@ def step_macs(shapes: list[LayerShape], rule: str, batch: int, routed: bool = Fa
 # ---------------------------------------------------------------------------------------------- runs
 
 
-def run_model(name: str, device: torch.device, rules: list[str], args: argparse.Namespace) -> list[Row]:
+def run_model(
+    name: str,
+    device: torch.device,
+    rules: list[str],
+    args: argparse.Namespace,
+    width: float | None = None,
+    batch: int | None = None,
+    study: str = "main",
+) -> list[Row]:
     torch.manual_seed(args.seed)
     spec = MODEL_SPECS[name]
-    plain = build_model(name, args.width).to(device)
+    width = width or (1000 if name == "mlp" else args.width)
+    batch = batch or spec["batch"]
+    plain = build_model(name, width).to(device)
     variants = [Variant("torch", plain, make_optimizer(plain))]
     for rule in rules:
         model = fabook.convert(plain, rule)
         variants.append(Variant(rule, model, make_optimizer(model)))
-    x = torch.randn(spec["batch"], *spec["input_shape"], device=device)
-    y = torch.randint(0, NUM_CLASSES, (spec["batch"],), device=device)
+    for rule in BIOTORCH_RULES if args.biotorch else ():
+        if rule in rules:
+            model = biotorch_model(plain, rule).to(device)
+            variants.append(Variant(f"biotorch:{rule}", model, make_optimizer(model)))
+    x = torch.randn(batch, *spec["input_shape"], device=device)
+    y = torch.randint(0, NUM_CLASSES, (batch,), device=device)
     sync = synchronizer(device)
     steps = args.steps or DEFAULT_STEPS[device.type][name]
 
@@ -319,7 +366,7 @@ def run_model(name: str, device: torch.device, rules: list[str], args: argparse.
     losses = {v.rule: train_step(v, x, y).item() for v in variants}
     mem = {v.rule: (resting_bytes(v), step_peak_bytes(v, x, y, device)) for v in variants}
     shapes = layer_shapes(plain, spec["input_shape"], device)
-    base_macs = step_macs(shapes, "torch", spec["batch"])
+    base_macs = step_macs(shapes, "torch", batch)
     clock = args.clock
     if clock == "auto":
         clock = "cpu" if device.type == "cpu" and args.one_thread else "wall"
@@ -334,12 +381,16 @@ def run_model(name: str, device: torch.device, rules: list[str], args: argparse.
         rest, step = mem[v.rule]
         mem_ratio = (rest + step) / (base_rest + base_step)
         target = TIME_TARGETS.get(v.rule)
-        mem_target = v.rule not in (*NO_MEMORY_TARGET, "torch")  # checked on the step-only ratio
+        mem_target = v.rule not in (*NO_MEMORY_TARGET, "torch") and ":" not in v.rule  # on step-only
+        rule = v.rule.partition(":")[2] or v.rule  # BioTorch's rows: the rule's multiply-adds
         rows.append(
             Row(
                 model=name,
                 device=device.type,
                 rule=v.rule,
+                width=width,
+                batch=batch,
+                study=study,
                 steps=v.steps,
                 ms=statistics.median(v.times) * 1e3,
                 cpu_ms=statistics.median(v.cpu_times) * 1e3,
@@ -350,8 +401,8 @@ def run_model(name: str, device: torch.device, rules: list[str], args: argparse.
                 paired_ratio=(q1, q2, q3),
                 target=target,
                 passed=None if target is None else ratio <= target,
-                mac_ratio=step_macs(shapes, v.rule, spec["batch"]) / base_macs,
-                mac_ratio_routed=step_macs(shapes, v.rule, spec["batch"], routed=True) / base_macs,
+                mac_ratio=step_macs(shapes, rule, batch) / base_macs,
+                mac_ratio_routed=step_macs(shapes, rule, batch, routed=True) / base_macs,
                 mem_mb=(rest + step) / 2**20,
                 mem_ratio=mem_ratio,
                 step_mem_ratio=step / base_step if base_step else math.nan,
@@ -381,8 +432,9 @@ def table(rows: list[Row]) -> str:
         if r.rule in PFA_RULES:
             theory = f"**{theory}** (routed {r.mac_ratio_routed:.2f}×)"
         q1, q2, q3 = r.paired_ratio
+        model = r.model if r.study == "main" else f"{r.model} width {r.width:g} batch {r.batch}"
         cells = [
-            r.model, r.device, r.rule, f"{r.ms:.1f}", f"{r.cpu_ms:.1f}", f"{r.ratio:.3f}× ({r.clock})",
+            model, r.device, r.rule, f"{r.ms:.1f}", f"{r.cpu_ms:.1f}", f"{r.ratio:.3f}× ({r.clock})",
             f"{q2:.3f} [{q1:.2f}–{q3:.2f}]", target, mark(r.passed), theory, f"{r.mem_mb:.1f}",
             f"{r.mem_ratio:.3f}×", f"{r.step_mem_ratio:.2f}×", mark(r.mem_passed),
         ]  # fmt: skip
@@ -406,6 +458,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clock", choices=("auto", "wall", "cpu"), default="auto",
                    help="clock of the ratio and pass/fail: wall time, or this process's CPU time; auto: CPU "
                    "time for --device cpu with 1 thread (robust to other processes), else wall")  # fmt: skip
+    p.add_argument("--biotorch", choices=("auto", "yes", "no"), default="auto",
+                   help="also time BioTorch's fa/usf/brsf/frsf (auto: when it imports)")  # fmt: skip
+    p.add_argument("--scaling", action="store_true", help="also the MLP at --widths and --batches")
+    p.add_argument("--widths", default="256,500,1000,2000", help="MLP hidden widths for --scaling")
+    p.add_argument("--batches", default="32,128,512", help="MLP batch sizes for --scaling")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="OUT", help="also write the rows and settings to this JSON file")
     p.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
@@ -420,7 +477,50 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"unknown rule {r!r}; accepted: {', '.join(fabook.RULES)}")
     if args.repeats < 1 or args.steps < 0 or args.warmup < 1:
         p.error("--repeats and --warmup must be >= 1, --steps >= 0")
+    have = importlib.util.find_spec("biotorch") is not None
+    if args.biotorch == "yes" and not have:
+        p.error("--biotorch yes: BioTorch is not installed (pip install --no-deps biotorch)")
+    args.biotorch = have and args.biotorch != "no"
+    try:
+        args.widths = [int(w) for w in args.widths.split(",") if w]
+        args.batches = [int(b) for b in args.batches.split(",") if b]
+    except ValueError:
+        p.error(f"--widths and --batches take comma lists of integers; got {args.widths!r}, {args.batches!r}")
     return args
+
+
+def load() -> dict[str, object]:
+    """The machine's load: ``uptime``'s line and the 1/5/15-minute load averages."""
+    try:
+        line = subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        line = None
+    return {"uptime": line, "loadavg": list(os.getloadavg())}
+
+
+def commit() -> dict[str, object]:
+    """The checkout's commit and whether its tracked files had changes (None outside git)."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*a: str) -> str | None:
+        done = subprocess.run(["git", *a], cwd=root, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    head = git("rev-parse", "HEAD")
+    return {
+        "commit": head,
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if head else None,
+    }
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
@@ -437,20 +537,34 @@ def main(argv: list[str] | None = None) -> list[Row]:
     if args.device == "cuda" or "cuda" in devices:
         torch.backends.cudnn.benchmark = True
 
+    load_before, date = load(), datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    source = commit()  # the code measured: the checkout as the run starts
     started = time.perf_counter()
     rows: list[Row] = []
     for device in devices:
         for name in args.models:
             rows += run_model(name, torch.device(device), args.rules, args)
+        for width in args.widths if args.scaling else ():
+            rows += run_model("mlp", torch.device(device), args.rules, args, width=width, study="scaling")
+        for batch in args.batches if args.scaling else ():
+            rows += run_model("mlp", torch.device(device), args.rules, args, batch=batch, study="scaling")
     elapsed = time.perf_counter() - started
 
     env = {
+        "date": date,
+        **source,
+        "machine": platform.node(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "fabook": str(Path(fabook.__file__).parent),
+        "biotorch": _version("biotorch") if args.biotorch else None,
         "cuda": torch.cuda.get_device_name() if "cuda" in devices else None,
+        "devices": devices,
+        "seconds": round(elapsed, 1),
+        "load_before": load_before,
+        "load_after": load(),
     }
     print(
         f"# rule overhead: torch {env['torch']}, {env['threads']} CPU thread(s)"
@@ -460,10 +574,18 @@ def main(argv: list[str] | None = None) -> list[Row]:
     )
     print(table(rows))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"settings": {k: v for k, v in vars(args).items()}, "env": env,
-                       "rows": [asdict(r) for r in rows]}, f, indent=1)  # fmt: skip
+        document = {"settings": dict(vars(args)), "env": env, "rows": [asdict(r) for r in rows]}
+        write_json(Path(args.json), document)
     return rows
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 if __name__ == "__main__":

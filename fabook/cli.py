@@ -32,6 +32,8 @@ SWEEP_EXAMPLES = """spec (JSON): {"name": "rules", "base": {"dataset": "digits",
 examples:
   fabook sweep rules.json                 # results in runs/rules/, summary in runs/rules/summary.csv
   fabook sweep rules.json --out /tmp/r --jobs 2
+  fabook sweep rules.json --engine submitit --slurm slurm_partition=gpu --slurm gpus_per_node=1 \
+             --slurm timeout_min=600    # one SLURM job per cell (pip install 'fabook[slurm]')
 """
 MAIN_EXAMPLES = """examples:
   fabook datasets                         # what can be loaded here, and how to get the rest
@@ -120,6 +122,33 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--engine", default="local", metavar="{local,submitit}",
+        help="where cells run: local = --jobs processes on this machine (default); submitit = one SLURM job "
+        "per cell through submitit (pip install 'fabook[slurm]'; the results folder must be shared)",
+    )  # fmt: skip
+    p.add_argument(
+        "--slurm", action="append", type=_option, default=[], metavar="NAME=VALUE",
+        help="a submitit executor parameter, e.g. slurm_partition=gpu, timeout_min=600, gpus_per_node=1; "
+        "repeatable",
+    )  # fmt: skip
+    p.add_argument(
+        "--cluster", default="auto", help="submitit: auto (SLURM if sbatch is here), slurm, local, debug"
+    )
+    p.add_argument(
+        "--retries", type=int, default=1, help="submitit: resubmissions of a failed cell (default 1)"
+    )
+
+
+def _engine(args: argparse.Namespace) -> dict[str, Any]:
+    """run_sweep's engine arguments from the command line."""
+    if args.engine == "local":
+        return {"engine": "local"}
+    options = dict(retries=args.retries, cluster=args.cluster, parameters=dict(args.slurm))
+    return {"engine": args.engine, "engine_options": options}
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the ``fabook`` command."""
     fmt = argparse.RawDescriptionHelpFormatter
@@ -153,6 +182,7 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", type=Path, help=f"results folder (default ${RUNS_ENV}/<name> or runs/<name>)")
     sweep.add_argument("--jobs", type=int, default=1, help="cells run in parallel processes (default 1)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_engine_args(sweep)
 
     sub.add_parser(
         "datasets",
@@ -228,6 +258,7 @@ SUMMARY_COLUMNS = [
 
 
 def _run(args: argparse.Namespace) -> int:
+    from fabook import distributed
     from fabook.train import Config, train
 
     fields = {f.name for f in dataclasses.fields(Config)}
@@ -236,6 +267,8 @@ def _run(args: argparse.Namespace) -> int:
     values["keep_bp"] = tuple(values["keep_bp"])
     out = args.out or runs_dir()
     result = train(Config(**values), out_dir=out, progress=not args.no_progress)
+    if not distributed.is_main():  # under torchrun, rank 0 reports
+        return 0
     last = next((h for h in reversed(result.history) if h["epoch"] > 0), {})
     numbers = dict(test_acc=result.test_acc, best=result.best_test_acc, train_loss=last.get("train_loss"))
     numbers |= dict(test_loss=last.get("test_loss"), epochs=result.epochs_run)
@@ -246,11 +279,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from fabook.launch import CellsFailedError
     from fabook.sweep import load_spec, run_sweep
 
     spec = load_spec(args.spec)
     out = args.out or runs_dir() / spec["name"]
-    frame = run_sweep(spec, out, jobs=args.jobs, progress=not args.no_progress)
+    try:
+        frame = run_sweep(spec, out, jobs=args.jobs, progress=not args.no_progress, **_engine(args))
+    except CellsFailedError as e:
+        print(f"fabook: {e}", file=sys.stderr)
+        return 1
     frame.drop(columns=["rule_options"]).to_csv(out / "summary.csv", index=False)
     print(_table(frame[[c for c in SUMMARY_COLUMNS if c in frame]]))
     print(f"{len(frame)} cells in {out}; summary: {out / 'summary.csv'}")

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from fabook import launch
 from fabook.results import ResultFileError
 from fabook.train import Config, Result, load_result, result_path, train, validate
 
@@ -104,17 +105,25 @@ def _run_cell(config: Config, out_dir: str) -> Result:
 
 
 def run_sweep(
-    spec: Mapping[str, Any] | str | Path, out_dir: str | Path, jobs: int = 1, progress: bool = True
+    spec: Mapping[str, Any] | str | Path,
+    out_dir: str | Path,
+    jobs: int = 1,
+    progress: bool = True,
+    engine: str = "local",
+    engine_options: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Run every cell of ``spec`` into ``out_dir`` and return the summary (one row per cell, spec order).
 
     Every cell is validated before any trains. Finished cells are loaded, interrupted ones resume. With
     ``jobs > 1`` cells run in that many worker processes (one torch thread each; see :func:`start_method`).
+    ``engine="submitit"`` hands them to a cluster instead (:func:`fabook.launch.run_submitit`, which takes
+    ``engine_options``).
     """
     spec = load_spec(spec)
     configs = expand(spec)
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1; got {jobs!r}")
+    launch.check(engine, (engine_options or {}).get("cluster", "auto"))
     for cfg in configs:
         validate(cfg)
     out = Path(out_dir)
@@ -127,7 +136,10 @@ def run_sweep(
         else:
             todo.append(cfg)
     bar = tqdm(total=len(configs), initial=len(done), desc=spec["name"], unit="cell", disable=not progress)
-    if jobs == 1 or len(todo) <= 1:
+    if engine == "submitit" and todo:
+        done |= launch.run_submitit(todo, out, **(engine_options or {}))
+        bar.update(len(todo))
+    elif jobs == 1 or len(todo) <= 1:
         for cfg in todo:
             done[cfg.key()] = train(cfg, out_dir=out, progress=progress)
             bar.update()

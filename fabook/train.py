@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 import fabook
-from fabook import data, models, norm_constraint, results
+from fabook import data, distributed, models, norm_constraint, results
 from fabook.results import FORMAT, ResultFileError
 
 OPTIMIZERS = ("sgd", "adam", "bm")
@@ -383,7 +383,8 @@ class _Data:
         dropped when shuffling: BatchNorm cannot train on it. Uses no global randomness."""
         shuffle = generator is not None
         order = torch.randperm(self.n, generator=generator) if shuffle else torch.arange(self.n)
-        if shuffle and self.n % batch_size == 1 and self.n > 1:
+        order = distributed.shard(order) if shuffle else order  # this rank's part under torchrun
+        if shuffle and len(order) % batch_size == 1 and len(order) > 1:
             order = order[:-1]
         if self.tensors is not None:
             x, y = self.tensors
@@ -493,7 +494,7 @@ def train(
         ckpt_path = json_path.with_name(f"{cfg.key()}.ckpt.pt")
         if json_path.exists():
             return load_result(json_path, cfg)
-    device = validate(cfg, build=False)
+    device = distributed.setup(validate(cfg, build=False), cfg.batch_size)
 
     seed_everything(cfg.seed)
     model = build_model(cfg).to(device)
@@ -528,16 +529,16 @@ def train(
             {"epoch": 0, "test_loss": test_loss, "test_acc": test_acc, "layers": alignment(model, *probe)}
         )
 
+    net = distributed.wrap(model)  # DistributedDataParallel under torchrun
     bar = tqdm(
         range(epoch + 1, cfg.epochs + 1), initial=epoch, total=cfg.epochs, unit="epoch", leave=False,
-        desc=cfg.key(), disable=not progress,
+        desc=cfg.key(), disable=not (progress and distributed.is_main()),
     )  # fmt: skip
     for epoch in bar:
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = _train_epoch(
-            model, optimizer, train_set.batches(cfg.batch_size, epoch_generator(cfg.seed, epoch))
-        )
+        batches = train_set.batches(distributed.local_batch(cfg.batch_size), epoch_generator(cfg.seed, epoch))
+        train_loss, train_acc = distributed.average(device, *_train_epoch(net, optimizer, batches))
         test_loss, test_acc = evaluate(model, test_set.batches(eval_batch))
         if scheduler is not None:
             scheduler.step()
@@ -558,7 +559,7 @@ def train(
         bar.set_postfix(loss=f"{train_loss:.3g}", test_acc=f"{test_acc:.3f}")
         if diverged:
             break
-        if ckpt_path is not None and epoch < cfg.epochs:
+        if ckpt_path is not None and epoch < cfg.epochs and distributed.is_main():
             state = dict(key=cfg.key(), epoch=epoch, history=history, start=start, wall_time=elapsed)
             state |= dict(model=model.state_dict(), optimizer=optimizer.state_dict(), rng=_rng_state(device))
             results.save_checkpoint(
@@ -568,8 +569,9 @@ def train(
 
     provenance = dict(seed=cfg.seed, n_train=train_set.n, n_test=test_set.n, threads=torch.get_num_threads())
     provenance |= dict(start=start, end=results.now(), resumed_at_epochs=resumed)
+    provenance |= distributed.provenance(cfg.batch_size)
     result = _result(cfg, history, diverged, elapsed, {**results.provenance(device), **provenance}, json_path)
-    if json_path is not None:
+    if json_path is not None and distributed.is_main():
         results.write_json(json_path, result.to_dict())
         ckpt_path.unlink(missing_ok=True)
     return result
