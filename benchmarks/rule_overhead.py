@@ -284,8 +284,9 @@ def step_macs(shapes: list[LayerShape], rule: str, batch: int, routed: bool = Fa
     kernel ``B R``), whose cost does not grow with batch x positions (see benchmarks/README.md).
     """
     total = 0.0
-    opts = {} if rule in ("torch", "dfa") else get_rule(rule).options()
-    k = opts.get("k")
+    rule_obj = None if rule in ("torch", "dfa") else get_rule(rule)
+    opts = rule_obj.options() if rule_obj is not None else {}
+    k = getattr(rule_obj, "k", None)  # PFA-o fixes k = 1 without taking it as an option
     for s in shapes:
         rows = batch * s.positions  # samples x output positions
         w, dx = s.weight_numel, s.needs_input_grad

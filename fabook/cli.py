@@ -1,15 +1,19 @@
 """The ``fabook`` command: run a cell or a sweep, list data sets and rules, summarize results, build the book.
 
-Results go to ``--out``, else ``$FABOOK_RUNS``, else ``runs/`` under the current folder.
+Results go to ``--out``, else ``$FABOOK_RUNS``, else ``runs/`` under the current folder; that folder is
+checked writable before any training. Errors are one line on stderr (exit status 2); an interrupt (Ctrl-C)
+exits with 130 and says how to resume.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import importlib.util
 import json
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,6 +123,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--num-workers", type=int, default=d["num_workers"], help="DataLoader workers (folder data sets)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=d["threads"],
+        help="torch CPU threads of the cell (default %(default)s)",
     )
 
 
@@ -280,6 +290,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     from fabook.launch import CellsFailedError
+    from fabook.results import OutputError, write_text
     from fabook.sweep import load_spec, run_sweep
 
     spec = load_spec(args.spec)
@@ -289,9 +300,13 @@ def _sweep(args: argparse.Namespace) -> int:
     except CellsFailedError as e:
         print(f"fabook: {e}", file=sys.stderr)
         return 1
-    frame.drop(columns=["rule_options"]).to_csv(out / "summary.csv", index=False)
     print(_table(frame[[c for c in SUMMARY_COLUMNS if c in frame]]))
-    print(f"{len(frame)} cells in {out}; summary: {out / 'summary.csv'}")
+    try:  # a read-only archive of finished cells still gets its table
+        write_text(out / "summary.csv", frame.drop(columns=["rule_options"]).to_csv(index=False))
+        print(f"{len(frame)} cells in {out}; summary: {out / 'summary.csv'}")
+    except OutputError as e:
+        print(f"{len(frame)} cells in {out}")
+        print(f"fabook: warning: summary.csv not saved: {e}", file=sys.stderr)
     return 0
 
 
@@ -314,6 +329,7 @@ def _rules(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
+    from fabook.results import numerics_version
     from fabook.sweep import load_results
 
     folder = args.dir or runs_dir()
@@ -321,7 +337,14 @@ def _summary(args: argparse.Namespace) -> int:
     if frame.empty:
         print(f"no results in {folder}")
         return 0
-    print(_table(frame[[c for c in SUMMARY_COLUMNS if c in frame]]))
+    other = frame.numerics != numerics_version()
+    columns = SUMMARY_COLUMNS + ["numerics"] * bool(other.any())
+    print(_table(frame[[c for c in columns if c in frame]]))
+    if other.any():
+        print(
+            f"{other.sum()} result(s) come from other code (numerics version other than this code's "
+            f"{numerics_version()}); runs of this code do not reuse them"
+        )
     return 0
 
 
@@ -336,6 +359,8 @@ def _book(argv: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``fabook`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    from fabook.results import OutputError
+
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["book"] and _has_book():
@@ -344,12 +369,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except SystemExit as e:  # --help, or a usage error argparse has printed
         return e.code if isinstance(e.code, int) else 1
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except OutputError as e:
+        where = (
+            ""
+            if e.errno in (errno.ENOSPC, errno.EDQUOT)
+            else f" (the results folder: --out, else ${RUNS_ENV})"
+        )
+        print(f"fabook: error: {e}{where}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError) as e:
         print(f"fabook: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `fabook datasets | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
-        print("fabook: interrupted; run the same command again to resume", file=sys.stderr)
+        print(
+            "fabook: interrupted; finished cells and the last checkpoint of each interrupted one are kept; "
+            f"resume with: {shlex.join(['fabook', *argv])}",
+            file=sys.stderr,
+        )
         return 130

@@ -23,6 +23,8 @@ UNSUPPORTED: tuple[type[nn.Module], ...] = (
 
 def _resolve_keep(convertible: list[str], unsupported: list[str], keep_bp: Iterable[str]) -> set[str]:
     """Names to leave as they are; ``first``/``last`` are the first/last convertible layers."""
+    if isinstance(keep_bp, str):
+        keep_bp = (keep_bp,)  # one name, not its characters
     keep = set()
     for name in keep_bp:
         if name in ("first", "last") and convertible:
@@ -57,13 +59,15 @@ def convert(
     """A copy of ``model`` with every ``nn.Linear``/``nn.Conv2d`` trained by ``rule``; ``model`` is untouched.
 
     Forward outputs are unchanged (the copy holds the same weights). ``keep_bp`` names layers to leave as
-    plain torch layers (names from ``model.named_modules()``, or ``"first"``/``"last"``). ``constrain_norm``
-    records each converted layer's current norm, to which :func:`fabook.norm_constraint.rescale` returns its
-    weight after every optimizer step (the training engine hooks it in; in a loop of your own call
-    :func:`fabook.norm_constraint.hold_norms` once). For DFA the copy gets the
-    hook that catches the output error. Layers that transport weights but have no rule layer (Conv1d,
-    RNNs, attention, ...) raise unless kept as BP, so nothing silently stays backprop.
+    plain torch layers (names from ``model.named_modules()``, or ``"first"``/``"last"``; a string is one
+    name). ``constrain_norm`` records each converted layer's current norm, to which
+    :func:`fabook.norm_constraint.rescale` returns its weight after every optimizer step (the training engine
+    hooks it in; in a loop of your own call :func:`fabook.norm_constraint.hold_norms` once). For DFA the copy
+    gets the hook that catches the output error. Layers that transport weights but have no rule layer
+    (Conv1d, RNNs, attention, ...) raise unless kept as BP, so nothing silently stays backprop.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model={model!r} is a {type(model).__name__}; accepted: a torch.nn.Module")
     rule = get_rule(rule, **rule_options)
     new = copy.deepcopy(model)
     entries = list(new.named_modules(remove_duplicate=False))

@@ -3,6 +3,17 @@
 The forward pass is torch's own. The backward pass is one autograd function shared by both layers: it asks
 the layer's rule for the gradients, and the rule asks the layer for the op-specific pieces
 (:meth:`RuleLayer.local_grads`, :meth:`RuleLayer.mix_channels`, :meth:`RuleLayer.noise_response`).
+
+- **Mixed precision.** Under ``torch.autocast`` the op runs in the autocast dtype, as torch's own layers
+  do; the backward computes in the dtype of the incoming error ``δy`` (the feedback and the saved input are
+  cast to it) and autograd casts each gradient back to its parameter's dtype. Feedback buffers stay in the
+  layer's dtype.
+- **torch.func.** The backward sees the layer's parameters and buffers as the forward saw them, so
+  ``torch.func.functional_call`` with substituted weights or feedback gets the rule's gradients for *those*
+  tensors, and ``torch.func.grad`` works through it (WM only in eval mode: its training-mode mirror step
+  writes to a buffer in place, which the transforms forbid; it says so). ``torch.func.vmap`` (per-sample
+  gradients) is refused: the rules keep per-layer state (brSF's draw, WM's mirror, DFA's output error) that
+  has no per-sample form.
 """
 
 from __future__ import annotations
@@ -22,17 +33,54 @@ class _RuleFunction(torch.autograd.Function):
     """Forward: the layer's op. Backward: the rule's gradients for x, W, b and its learned feedback."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, layer: RuleLayer, *learned: Tensor):
-        ctx.layer = layer
-        ctx.save_for_backward(x)
+    def forward(x: Tensor, weight: Tensor, bias: Tensor | None, layer: RuleLayer, *learned: Tensor) -> Tensor:
         return layer.op(x, weight, bias)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple, output: Tensor) -> None:
+        x, layer = inputs[0], inputs[3]
+        ctx.layer = layer
+        ctx.state = (dict(layer._parameters), dict(layer._buffers))  # what the forward used
+        ctx.save_for_backward(x)
 
     @staticmethod
     def backward(ctx, grad_y: Tensor):
         (x,) = ctx.saved_tensors
-        needs = ctx.needs_input_grad
-        gx, gw, gb, learned = ctx.layer.rule.backward(ctx.layer, x, grad_y.contiguous(), needs[:3])
+        needs, layer = ctx.needs_input_grad, ctx.layer
+        grad_y = grad_y.contiguous()
+        x = x.to(grad_y.dtype)  # under autocast: compute in δy's (the op's) dtype
+        with _as_in_forward(layer, ctx.state):
+            gx, gw, gb, learned = layer.rule.backward(layer, x, grad_y, needs[:3])
         return (gx, gw, gb, None, *learned)
+
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        raise NotImplementedError(
+            "fabook rule layers do not support torch.func.vmap (e.g. per-sample gradients): the rules keep "
+            "per-layer state (brSF's draw, WM's mirror, DFA's output error) with no per-sample form; use "
+            "torch.func.grad or loss.backward() per sample instead"
+        )
+
+
+@contextmanager
+def _as_in_forward(layer: nn.Module, state: tuple[dict, dict]) -> Iterator[None]:
+    """Within the block ``layer`` holds the parameters and buffers its forward pass used.
+
+    They differ only when something swapped them after the forward (``torch.func.functional_call``
+    restores the module's own tensors before the backward runs); then they are swapped back in.
+    """
+    swapped = []
+    for store, saved in zip((layer._parameters, layer._buffers), state, strict=True):
+        for name, tensor in saved.items():
+            if store.get(name) is not tensor:
+                swapped.append((store, name, store.get(name), tensor))
+                store[name] = tensor
+    try:
+        yield
+    finally:
+        for store, name, current, used in swapped:
+            if store.get(name) is used:  # unless the rule replaced it meanwhile (brSF's fresh draw)
+                store[name] = current
 
 
 class RuleLayer(nn.Module):
@@ -55,10 +103,12 @@ class RuleLayer(nn.Module):
         return self.rule.backward_weight(self).detach()
 
     def forward(self, x: Tensor) -> Tensor:
-        if self._exact_bp or isinstance(self.rule, Backprop):
+        if isinstance(self.rule, Backprop):
             return super().forward(x)
         if self.training and torch.is_grad_enabled():
-            self.rule.before_forward(self)
+            self.rule.before_forward(self)  # also under exact_backprop: both passes draw the same noise
+        if self._exact_bp:
+            return super().forward(x)
         return self._apply_rule(x)
 
     def _apply_rule(self, x: Tensor) -> Tensor:
@@ -125,13 +175,17 @@ class Linear(RuleLayer, nn.Linear):
 
     def local_grads(self, x, grad_y, feedback, needs):
         gy = grad_y.reshape(-1, grad_y.shape[-1])
-        gx = grad_y @ feedback if needs[0] else None
+        gx = grad_y @ feedback.to(grad_y.dtype) if needs[0] else None
         gw = gy.t() @ x.reshape(-1, x.shape[-1]) if needs[1] else None
         gb = gy.sum(0) if needs[2] else None
         return gx, gw, gb
 
     def mix_channels(self, grad_y: Tensor, matrix: Tensor) -> Tensor:
-        return grad_y @ matrix
+        return grad_y @ matrix.to(grad_y.dtype)
+
+    def noise_response(self, n: int) -> Tensor:
+        x = torch.randn(n, self.in_features, device=self.weight.device, dtype=self.weight.dtype)
+        return F.linear(x, self.weight).t() @ x / n
 
     def mirror_step(self, feedback: Tensor, n: int, weight: float) -> None:
         x = torch.randn(n, self.in_features, device=self.weight.device, dtype=self.weight.dtype)
@@ -190,7 +244,7 @@ class Conv2d(RuleLayer, nn.Conv2d):
         return F.conv2d(x, weight, bias, self.stride, padding, self.dilation, self.groups)
 
     def local_grads(self, x, grad_y, feedback, needs):
-        kernel = feedback if feedback is not None else self.weight.detach()
+        kernel = (feedback if feedback is not None else self.weight.detach()).to(grad_y.dtype)
         padding = (0, 0) if self._prepads else self.padding
         return torch.ops.aten.convolution_backward(
             grad_y, x, kernel, [grad_y.shape[1]] if needs[2] else None, self.stride, padding,
@@ -198,7 +252,7 @@ class Conv2d(RuleLayer, nn.Conv2d):
         )  # fmt: skip
 
     def mix_channels(self, grad_y: Tensor, matrix: Tensor) -> Tensor:
-        return F.conv2d(grad_y, matrix.t()[:, :, None, None])
+        return F.conv2d(grad_y, matrix.t()[:, :, None, None].to(grad_y.dtype))
 
     def noise_response(self, n: int) -> Tensor:
         w = self.weight
@@ -221,7 +275,11 @@ def rule_layers(model: nn.Module) -> Iterator[tuple[str, RuleLayer]]:
 
 @contextmanager
 def exact_backprop(model: nn.Module) -> Iterator[nn.Module]:
-    """Within the block every rule layer of ``model`` runs plain backprop (to measure gradient alignment)."""
+    """Within the block every rule layer of ``model`` runs plain backprop (to measure gradient alignment).
+
+    The rules' per-use work (WM's mirror step) still runs, so a pass inside the block draws the same random
+    numbers (dropout masks, ...) as the same pass outside it.
+    """
     layers = [layer for _, layer in rule_layers(model)]
     for layer in layers:
         layer._exact_bp = True

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,6 +14,7 @@ from typing import Any, TypeVar
 from matplotlib.figure import Figure
 
 from fabook.book import check_scale, figures_dir
+from fabook.results import file_mode
 
 P = TypeVar("P")
 
@@ -37,6 +40,61 @@ def collect(params_cls: type[P], namespace: Mapping[str, Any], before: set[str])
     return params_cls(**given)
 
 
+def check_types(params: Any) -> None:
+    """TypeError naming the first field of the dataclass instance ``params`` whose value does not have the
+    field's annotated type, and the type it must have. Understood: ``bool``, ``int``, ``float`` (an int
+    passes), ``str``, ``tuple[X, ...]`` and ``list[X]`` (a list or tuple of X; a string is not one),
+    ``X | None``; other annotations are not checked. A bool is not a number and a number not a bool, so
+    ``download="no"`` and ``seeds=True`` fail. Fields annotated ``tuple[...]`` given as lists are stored as
+    tuples (the dataclass may be frozen). Call it first in ``__post_init__``."""
+    hints = typing.get_type_hints(type(params))
+    for f in dataclasses.fields(params):
+        hint, value = hints.get(f.name, Any), getattr(params, f.name)
+        if not _has_type(value, hint):
+            example = f", e.g. {[value]!r}" if isinstance(value, str) and _has_type([value], hint) else ""
+            raise TypeError(f"{f.name}={value!r} must be {_describe(hint)}{example}")
+        if isinstance(value, list) and _tuple_hint(hint):
+            object.__setattr__(params, f.name, tuple(value))
+
+
+def _tuple_hint(hint: Any) -> bool:
+    return typing.get_origin(hint) is tuple or any(
+        typing.get_origin(a) is tuple for a in typing.get_args(hint)
+    )
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            return False
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            return len(value) == len(args) and all(map(_has_type, value, args))
+        return all(_has_type(v, args[0]) for v in value) if args else True
+    if hint in (int, float):
+        numbers = (int, float) if hint is float else int
+        return isinstance(value, numbers) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin in (tuple, list) and args:
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            return f"a list of {len(args)}: {', '.join(_describe(a) for a in args)}"
+        return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
+    named = {type(None): "None", bool: "True or False", int: "an integer", float: "a number", str: "a string"}
+    return named.get(hint, getattr(hint, "__name__", str(hint)))
+
+
 def check_positive(**values: object) -> None:
     """ValueError naming the first value that is neither None nor a positive integer."""
     for name, value in values.items():
@@ -53,6 +111,7 @@ def save_figure(fig: Figure, notebook: str, name: str) -> list[Path]:
         path = folder / f"{name}.{ext}"
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=f".{ext}")
         os.close(fd)
+        os.chmod(tmp, file_mode())  # readable like any file the reader creates (mkstemp makes it private)
         fig.savefig(tmp, dpi=150, bbox_inches="tight", format=ext)
         os.replace(tmp, path)
         paths.append(path)

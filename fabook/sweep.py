@@ -8,7 +8,12 @@ A spec is a dict (or a JSON file holding one)::
      "conditions": [{"batch_norm": false}, {"batch_norm": true, "optimizer": "bm"}]}   # optional
 
 Its cells are ``product(grid) x conditions``, each ``base`` updated by one grid point and one condition (a
-condition lets several fields vary together). Identical cells are run once.
+condition lets several fields vary together). Identical cells are run once. The ``name`` is a folder name
+(the CLI's default results folder is ``runs/<name>``).
+
+Cells run one after another, or in a local pool of worker processes (:func:`run_cells`): a Ctrl-C (or an
+error in one cell) stops every worker, each in-flight cell keeps its last epoch's checkpoint, and no other
+cell starts; running the sweep again resumes.
 """
 
 from __future__ import annotations
@@ -16,20 +21,22 @@ from __future__ import annotations
 import itertools
 import json
 import multiprocessing
+import os
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
-from fabook import launch
+from fabook import launch, results
 from fabook.results import ResultFileError
-from fabook.train import Config, Result, load_result, result_path, train, validate
+from fabook.train import Config, Result, load_result, lock_path, result_path, train, validate
 
 SPEC_KEYS = ("name", "base", "grid", "conditions")
 SCALAR_METRICS = ("lr", "train_loss", "train_acc", "test_loss", "test_acc", "time")
@@ -69,8 +76,13 @@ def load_spec(spec: Mapping[str, Any] | str | Path) -> dict[str, Any]:
             raise ValueError(
                 f"sweep fields {both} are both in 'grid' and in a condition; put each in one place"
             )
+    name = spec.get("name", "sweep")
+    if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+        raise ValueError(f"sweep 'name' must be a folder name (no '/' or '\\', not '..'); got {name!r}")
+    if not isinstance(spec.get("base", {}), Mapping):
+        raise ValueError(f"sweep 'base' must map field names to values; got {spec['base']!r}")
     return {
-        "name": spec.get("name", "sweep"),
+        "name": name,
         "base": dict(spec.get("base", {})),
         "grid": dict(grid),
         "conditions": conditions,
@@ -78,13 +90,18 @@ def load_spec(spec: Mapping[str, Any] | str | Path) -> dict[str, Any]:
 
 
 def expand(spec: Mapping[str, Any] | str | Path) -> list[Config]:
-    """The spec's cells, in grid order (last grid field fastest, then conditions), without duplicates."""
+    """The spec's cells, in grid order (last grid field fastest, then conditions), without duplicates. A bad
+    value in any cell raises (naming the cell's grid point and condition) before anything runs."""
     spec = load_spec(spec)
     names = list(spec["grid"])
     cells: dict[str, Config] = {}
     for values in itertools.product(*spec["grid"].values()):
         for condition in spec["conditions"]:
-            cfg = Config.from_dict({**spec["base"], **dict(zip(names, values, strict=True)), **condition})
+            point = {**dict(zip(names, values, strict=True)), **condition}
+            try:
+                cfg = Config.from_dict({**spec["base"], **point})
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"sweep cell {point}: {e}" if point else str(e)) from None
             cells.setdefault(cfg.key(), cfg)
     return list(cells.values())
 
@@ -96,12 +113,71 @@ def start_method(configs: Iterable[Config]) -> str:
     return "fork" if cpu_only and sys.platform == "linux" else "spawn"
 
 
-def _init_worker() -> None:
-    torch.set_num_threads(1)
+_stopped = False  # in a worker process: the sweep was interrupted
+_busy = False  # in a worker process: a cell is training now
 
 
-def _run_cell(config: Config, out_dir: str) -> Result:
-    return train(config, out_dir=out_dir, progress=False)
+def _init_worker(stop: threading.Event) -> None:
+    """A worker process: on SIGINT (a Ctrl-C reaches every process of the terminal), or when the parent sets
+    ``stop`` (a thread here turns it into a SIGINT), interrupt the cell being trained and start no other."""
+    signal.signal(signal.SIGINT, _on_interrupt)
+    threading.Thread(target=_interrupt_when_set, args=(stop,), daemon=True).start()
+
+
+def _interrupt_when_set(stop: threading.Event) -> None:
+    stop.wait()
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    """Sets flags only: a signal handler must not take locks the interrupted code may hold."""
+    global _busy, _stopped
+    _stopped = True
+    if _busy:  # only while training: an idle worker must stay able to answer the pool
+        _busy = False
+        raise KeyboardInterrupt
+
+
+def _run_cell(config: Config, out_dir: str) -> Result | None:
+    """In a worker: train one cell; None when the sweep was stopped (the cell keeps its checkpoint)."""
+    global _busy
+    _busy = True
+    try:
+        if _stopped:
+            return None
+        return train(config, out_dir=out_dir, progress=False)
+    except KeyboardInterrupt:
+        return None
+    finally:
+        _busy = False
+
+
+def run_cells(configs: list[Config], out_dir: Path, jobs: int = 1, progress: bool = True) -> Iterator[Result]:
+    """Train ``configs`` into ``out_dir``, yielding each result as it is done (in that order with one job).
+
+    Cells another process is training now (its lock held) come last, and :func:`train` then waits for that
+    process and loads its result. With ``jobs > 1`` a local pool of worker processes trains them; an
+    interrupt or an error stops every worker (see the module's docstring) and is raised here.
+    """
+    pending = sorted(configs, key=lambda c: results.is_locked(lock_path(c, out_dir)))
+    if jobs == 1 or len(pending) <= 1:
+        for cfg in pending:
+            yield train(cfg, out_dir=out_dir, progress=progress)
+        return
+    context = multiprocessing.get_context(start_method(pending))
+    stop = context.Event()
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(stop,)) as pool:
+        futures = [pool.submit(_run_cell, cfg, str(out_dir)) for cfg in pending]
+        try:
+            for future in as_completed(futures):
+                result = future.result()
+                if result is None:  # the interrupt reached a worker first
+                    raise KeyboardInterrupt
+                yield result
+        except BaseException:
+            stop.set()
+            pool.shutdown(cancel_futures=True)
+            raise
 
 
 def run_sweep(
@@ -114,15 +190,15 @@ def run_sweep(
 ) -> pd.DataFrame:
     """Run every cell of ``spec`` into ``out_dir`` and return the summary (one row per cell, spec order).
 
-    Every cell is validated before any trains. Finished cells are loaded, interrupted ones resume. With
-    ``jobs > 1`` cells run in that many worker processes (one torch thread each; see :func:`start_method`).
-    ``engine="submitit"`` hands them to a cluster instead (:func:`fabook.launch.run_submitit`, which takes
-    ``engine_options``).
+    Every cell is validated, and ``out_dir`` checked writable, before any trains. Finished cells are loaded
+    (also from a read-only folder), interrupted ones resume. With ``jobs > 1`` cells run in that many worker
+    processes (each cell with its config's ``threads``; see :func:`start_method`). ``engine="submitit"``
+    hands them to a cluster instead (:func:`fabook.launch.run_submitit`, which takes ``engine_options``).
     """
     spec = load_spec(spec)
     configs = expand(spec)
-    if jobs < 1:
-        raise ValueError(f"jobs must be >= 1; got {jobs!r}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1; got {jobs!r}")
     launch.check(engine, (engine_options or {}).get("cluster", "auto"))
     for cfg in configs:
         validate(cfg)
@@ -135,33 +211,30 @@ def run_sweep(
             done[cfg.key()] = load_result(path, cfg)
         else:
             todo.append(cfg)
+    if todo:
+        results.check_folder(out)
     bar = tqdm(total=len(configs), initial=len(done), desc=spec["name"], unit="cell", disable=not progress)
     if engine == "submitit" and todo:
         done |= launch.run_submitit(todo, out, **(engine_options or {}))
         bar.update(len(todo))
-    elif jobs == 1 or len(todo) <= 1:
-        for cfg in todo:
-            done[cfg.key()] = train(cfg, out_dir=out, progress=progress)
-            bar.update()
     else:
-        context = multiprocessing.get_context(start_method(todo))
-        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker) as pool:
-            futures = {pool.submit(_run_cell, cfg, str(out)): cfg for cfg in todo}
-            try:
-                for future in as_completed(futures):
-                    done[futures[future].key()] = future.result()
-                    bar.update()
-            except BaseException:
-                pool.shutdown(cancel_futures=True)  # do not start the other cells
-                raise
+        for result in run_cells(todo, out, jobs, progress):
+            done[result.key] = result
+            bar.update()
     bar.close()
     return summary_frame(done[cfg.key()] for cfg in configs)
 
 
 def read_results(out_dir: str | Path) -> list[Result]:
-    """Every result JSON in ``out_dir`` (not its subfolders); other JSON files are skipped with a warning."""
+    """Every result JSON in ``out_dir`` (not its subfolders); other JSON files are skipped with a warning.
+    FileNotFoundError / NotADirectoryError when ``out_dir`` is not a folder."""
+    folder = Path(out_dir)
+    if not folder.exists():
+        raise FileNotFoundError(f"no results folder {folder}")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is a file, not a results folder")
     found = []
-    for path in sorted(Path(out_dir).glob("*.json")):
+    for path in sorted(folder.glob("*.json")):
         try:
             found.append(load_result(path))
         except ResultFileError as e:
@@ -171,8 +244,9 @@ def read_results(out_dir: str | Path) -> list[Result]:
 
 def summary_frame(results: Iterable[Result]) -> pd.DataFrame:
     """One row per result: the config fields, ``options`` (readable ``rule_options``), ``label``, the final
-    test accuracy, best test accuracy, final train loss, ``diverged``, ``wall_time`` and ``key``."""
-    return pd.DataFrame([r.summary() for r in results])
+    test accuracy, best test accuracy, final train loss, ``diverged``, ``wall_time``, ``key`` and
+    ``numerics`` (the code version that produced it: :func:`fabook.results.numerics_version`)."""
+    return pd.DataFrame([{**r.summary(), "numerics": r.provenance.get("numerics")} for r in results])
 
 
 def load_results(out_dir: str | Path) -> pd.DataFrame:

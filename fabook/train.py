@@ -16,6 +16,7 @@ import random
 import re
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,8 @@ class Config:
     ``schedule``: None, ``"step:E1,E2,..."`` (lr divided by 10 after epochs E1, E2, ...) or ``"cosine"``
     (cosine annealing to 0 over ``epochs``). ``optimizer="adam"`` ignores ``momentum``. ``metrics_every``:
     epochs between alignment measurements (0: never). ``num_workers``: DataLoader workers for data sets
-    that are not held in memory.
+    that are not held in memory. ``threads``: torch's CPU threads for the cell (the number of threads
+    changes the order of float sums, so it is part of the cell: one key, one set of numbers).
     """
 
     dataset: str
@@ -71,6 +73,7 @@ class Config:
     keep_bp: tuple[str, ...] = ()
     metrics_every: int = 1
     num_workers: int = 0
+    threads: int = 1
 
     def __post_init__(self) -> None:
         for name in ("dataset", "model", "rule", "activation", "optimizer", "device"):
@@ -82,6 +85,10 @@ class Config:
         for name in ("lr", "momentum", "weight_decay"):
             _check_type(name, getattr(self, name), (int, float))
             object.__setattr__(self, name, float(getattr(self, name)))
+        for name, (ok, text) in _RANGES.items():
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and ok(value)):
+                raise ValueError(f"{name} must be a finite number {text}; got {value!r}")
         for name, low in _INT_FIELDS.items():
             value = getattr(self, name)
             if value is not None or name not in _OPTIONAL:
@@ -91,6 +98,9 @@ class Config:
         options = self.rule_options
         if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
             raise TypeError(f"rule_options must be a dict with str keys; got {options!r}")
+        for k, v in options.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"rule option {k} must be a finite number; got {v!r}")
         object.__setattr__(self, "rule_options", results.jsonable({k: options[k] for k in sorted(options)}))
         keep_bp = (self.keep_bp,) if isinstance(self.keep_bp, str) else tuple(self.keep_bp)
         for name in keep_bp:
@@ -116,9 +126,11 @@ class Config:
         """A copy with some fields changed."""
         return self.from_dict({**self.to_dict(), **changes})
 
-    def key(self) -> str:
-        """Stable identity: ``<dataset>-<model>-<rule>-s<seed>-<12 hex of sha1(canonical JSON)>``."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    def key(self, numerics: str | None = None) -> str:
+        """Stable identity: ``<dataset>-<model>-<rule>-s<seed>-<12 hex of sha1(canonical JSON)>``, the JSON
+        holding the fields and the code's :func:`fabook.results.numerics_version` (default: this code's)."""
+        stamped = {**self.to_dict(), "numerics": numerics or results.numerics_version()}
+        text = json.dumps(stamped, sort_keys=True, separators=(",", ":"), allow_nan=False)
         digest = hashlib.sha1(text.encode()).hexdigest()[:12]
         prefix = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{self.dataset}-{self.model}-{self.rule}-s{self.seed}")
         return f"{prefix}-{digest}"
@@ -127,9 +139,16 @@ class Config:
         return hash(self.key())
 
 
-_INT_FIELDS = {"epochs": 0, "batch_size": 1, "seed": 0, "metrics_every": 0, "num_workers": 0}
+_INT_FIELDS = {"epochs": 0, "batch_size": 1, "seed": 0, "metrics_every": 0, "num_workers": 0, "threads": 1}
 _INT_FIELDS |= {"depth": 0, "max_train": 1, "max_test": 1}
 _OPTIONAL = ("depth", "max_train", "max_test")
+_RANGES = {
+    "lr": (lambda v: v >= 0, ">= 0"),
+    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "width": (lambda v: v > 0, "> 0"),
+}
+"""Numeric fields: the range each must lie in (and every one finite)."""
 
 
 def _check_type(name: str, value: Any, types: type | tuple[type, ...], optional: bool = False) -> None:
@@ -164,7 +183,9 @@ class Result:
 
     @property
     def key(self) -> str:
-        return self.config.key()
+        """The key of the config under the code that produced the result (files from before code versions
+        were recorded count as ``"unversioned"``)."""
+        return self.config.key(self.provenance.get("numerics", "unversioned"))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of the result file."""
@@ -203,6 +224,11 @@ def format_options(options: Mapping[str, Any]) -> str:
 def result_path(config: Config, out_dir: str | Path) -> Path:
     """Where ``config``'s result file lives under ``out_dir``."""
     return Path(out_dir) / f"{config.key()}.json"
+
+
+def lock_path(config: Config, out_dir: str | Path) -> Path:
+    """The lock file that one process holds while it trains ``config`` under ``out_dir``."""
+    return Path(out_dir) / f".{config.key()}.lock"
 
 
 def load_result(path: str | Path, config: Config | None = None) -> Result:
@@ -482,12 +508,38 @@ def train(
     """Run one cell and return its :class:`Result`.
 
     With ``out_dir``: a finished cell is loaded, not rerun; an interrupted one resumes from its checkpoint;
-    the result is written to ``out_dir/<key>.json`` (atomically) and the checkpoint removed. A non-finite
+    the result is written to ``out_dir/<key>.json`` (atomically) and the checkpoint removed. The folder is
+    checked writable before any work (:class:`~fabook.results.OutputError` otherwise), and a lock on the cell
+    makes another process that asks for it meanwhile wait and then load this result. A non-finite
     training loss ends the cell early with ``diverged=True``. Training numbers are the running means over the
     epoch's batches; test numbers are measured after it. Randomness: global generators seeded from
     ``config.seed``; each epoch's order from :func:`epoch_generator`; measuring alignment consumes none.
     """
     cfg = config if isinstance(config, Config) else Config.from_dict(config)
+    if out_dir is None:
+        with _threads(cfg.threads):
+            return _train(cfg, None, progress)
+    if result_path(cfg, out_dir).exists():  # finished: loaded, also from a read-only folder
+        return load_result(result_path(cfg, out_dir), cfg)
+    results.check_folder(out_dir)  # before any work: a folder that cannot take the result fails now
+    # another process on this cell: wait for it, then load its result (under torchrun rank 0 locks for all
+    # ranks: a lock per rank would keep the others out of the collective rank 0 waits in)
+    lock = results.cell_lock(lock_path(cfg, out_dir)) if distributed.is_main() else nullcontext()
+    with lock, _threads(cfg.threads):
+        return _train(cfg, out_dir, progress)
+
+
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(cfg: Config, out_dir: str | Path | None, progress: bool) -> Result:
     json_path = ckpt_path = None
     if out_dir is not None:
         json_path = result_path(cfg, out_dir)

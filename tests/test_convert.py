@@ -85,7 +85,7 @@ def test_shared_modules_stay_shared_and_a_bare_layer_converts():
 def test_constrain_norm_keeps_norms_and_still_learns():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 3))
-    model = fabook.convert(net, "usf", constrain_norm=True)
+    model = fabook.convert(net, "usf", constrain_norm=True, scale=1)
     norms = [layer.weight.norm().item() for _, layer in fabook.rule_layers(model)]
     params = [layer.weight for _, layer in fabook.rule_layers(model)]
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

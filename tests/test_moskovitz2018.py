@@ -62,6 +62,7 @@ def test_conditions_cover_the_depth_sweep_and_the_ablation_once_each():
     assert len(ablation) == 2 * 4 * 2 and set(ablation.depth) == {8}
     # every sign-rule cell says its scale explicitly; the measured cells are the deepest of the sweep
     assert all("scale" in c["rule_options"] for c in cells if c["rule"] in mk.SIGN_RULES)
+    assert all(c["rule_options"] == {"init": "weight"} for c in cells if c["rule"] == "fa")
     assert {c["depth"] for c in cells if c["metrics_every"]} == {8}
     validate(Config(**cells[-1]), build=True)
 

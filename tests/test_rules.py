@@ -286,20 +286,20 @@ def test_weight_mirror_aligns_b_with_w(kind):
     assert 0.8 < norm_ratio < 1.25
 
 
-def test_weight_mirror_runs_inside_the_layer_during_training_only():
+def test_weight_mirror_warms_up_at_setup_and_steps_during_training_only():
     torch.manual_seed(0)
     layer = fabook.Linear(20, 10, rule="wm", warmup=200)
-    assert not layer.mirrored
-    layer.eval()
-    layer(torch.randn(4, 20))
-    assert not layer.mirrored
-    layer.train()
-    layer(torch.randn(4, 20))
     assert layer.mirrored and angle_deg(layer.weight, layer.backward_weight()) < 15
     before = layer.feedback.clone()
+    layer.eval()
+    layer(torch.randn(4, 20))
+    torch.testing.assert_close(layer.feedback, before, rtol=0, atol=0)
+    layer.train()
     with torch.no_grad():
         layer(torch.randn(4, 20))
     torch.testing.assert_close(layer.feedback, before, rtol=0, atol=0)
+    layer(torch.randn(4, 20))
+    assert not torch.equal(layer.feedback, before)
 
 
 def test_brsf_redraws_magnitudes_each_batch_and_frsf_does_not():
@@ -318,9 +318,9 @@ def test_brsf_redraws_magnitudes_each_batch_and_frsf_does_not():
 
 
 def test_usf_is_unit_sign_and_scales():
-    layer = fabook.Linear(16, 4, rule="usf")
+    layer = fabook.Linear(16, 4, rule="usf", scale=1)
     torch.testing.assert_close(layer.backward_weight(), torch.sign(layer.weight.detach()))
-    scaled = fabook.Linear(16, 4, rule="usf", scale="fan_in")
+    scaled = fabook.Linear(16, 4, rule="usf")
     torch.testing.assert_close(scaled.backward_weight().abs(), torch.full((4, 16), 0.25))
 
 
@@ -343,14 +343,15 @@ def test_sign_concordance_fraction_is_p_within_sampling_error(p):
     ("name", "options", "error", "match"),
     [
         ("nope", {}, ValueError, r"unknown rule 'nope'; accepted: bp, fa, dfa"),
-        ("fa", {"p": 0.5}, TypeError, r"rule 'fa' does not take option\(s\) \['p'\]; accepted: none"),
+        ("dfa", {"p": 0.5}, TypeError, r"rule 'dfa' does not take option\(s\) \['p'\]; accepted: none"),
+        ("fa", {"p": 0.5}, TypeError, r"rule 'fa' does not take option\(s\) \['p'\]; accepted: \['init'\]"),
         ("sc", {"q": 1}, TypeError, r"accepted: \['p', 'scale'\]"),
         ("sc", {"p": 1.5}, ValueError, r"p=1.5 is outside \[0, 1\]"),
         ("sc", {"p": -0.1}, ValueError, r"p=-0.1"),
         ("pfa", {"k": 0}, ValueError, r"k=0: the expansion ratio must be an integer >= 1"),
         ("pfa", {"k": 2.5}, ValueError, r"k=2.5"),
         ("sparse-pfa", {"b_density": 0.0}, ValueError, r"b_density=0.0 is outside \(0, 1\]"),
-        ("usf", {"scale": -1}, ValueError, r"scale=-1: accepted are a positive number or 'fan_in'"),
+        ("usf", {"scale": -1}, ValueError, r"scale=-1: accepted are a positive finite number or 'fan_in'"),
         ("wm", {"probes": 0}, ValueError, r"probes=0"),
     ],
 )
@@ -366,7 +367,7 @@ def test_rule_object_is_accepted_and_options_with_it_rejected():
     assert fabook.get_rule(rule) is rule
     with pytest.raises(TypeError, match="ready rule object"):
         fabook.get_rule(rule, p=0.2)
-    assert repr(rule) == "sc(p=0.5, scale=1.0)"
+    assert repr(rule) == "sc(p=0.5, scale='fan_in')"
     assert fabook.RULES == (
         "bp", "fa", "dfa", "usf", "brsf", "frsf", "sc", "wm", "kp", "pfa", "pfa-o", "sparse-pfa"
     )  # fmt: skip

@@ -13,7 +13,7 @@ import pandas as pd
 from fabook import claims as cl
 from fabook.book import check_scale
 from fabook.cli import runs_dir
-from fabook.notebook import check_positive
+from fabook.notebook import check_positive, check_types
 from fabook.plots import layer_order
 from fabook.sweep import history_frame, read_results, run_sweep
 
@@ -51,8 +51,8 @@ class Params:
     jobs: int = 2
 
     def __post_init__(self) -> None:
+        check_types(self)
         check_scale(self.scale)
-        object.__setattr__(self, "rules", tuple(self.rules))
         unknown = sorted(set(self.rules) - set(RULES))
         if unknown:
             raise ValueError(f"rules {unknown} are not compared here; accepted: {list(RULES)}")

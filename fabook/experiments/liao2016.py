@@ -28,6 +28,8 @@ NOTEBOOK = "liao2016_sign_symmetry"
 RULES = ("bp", "fa", "usf", "brsf", "frsf")
 ASYMMETRIC = ("fa", "usf", "brsf", "frsf")
 SIGN_RULES = ("usf", "brsf", "frsf")
+PAPER_SCALE = {"scale": 1.0}
+"""The sign rules' magnitudes as in the paper (``|B| = 1``; fabook's default is ``"fan_in"``)."""
 RECIPES = {  # (batch norm, Batch Manhattan) -> label
     (False, False): "plain",
     (True, False): "BN",
@@ -151,11 +153,13 @@ def conditions(params: Params) -> list[dict]:
         )  # fmt: skip
         for (bn, bm), _ in RECIPES.items():
             for rule in RULES:
-                out.append({**base, **OPTIMIZER[bm], "rule": rule, "batch_norm": bn})
+                opts = {"rule_options": dict(PAPER_SCALE)} if rule in SIGN_RULES else {}
+                out.append({**base, **OPTIMIZER[bm], "rule": rule, **opts, "batch_norm": bn})
         for p in s["levels"]:
             out.append(
-                {**base, **OPTIMIZER[True], "rule": "sc", "rule_options": {"p": p}, "batch_norm": True}
-            )
+                {**base, **OPTIMIZER[True], "rule": "sc", "rule_options": {"p": p, **PAPER_SCALE},
+                 "batch_norm": True}
+            )  # fmt: skip
     return out
 
 

@@ -43,6 +43,9 @@ STABILIZERS = {  # label -> (batch norm, norm constraint)
 FEEDBACK_SCALES = {1.0: "|B| = 1", "fan_in": "|B| = 1/√fan_in"}
 """The sign rules' ``scale`` option -> label. ``1/√fan_in`` is the size of W's entries at initialization
 (He init: √2/√fan_in), the paper's "feedback scaled to W"; ``1`` is Liao et al.'s ``|B| = 1``."""
+FA_OPTIONS = {"init": "weight"}
+"""FA's random ``B`` drawn with the root-mean-square of the layer's own weight (so ``Bᵀ δy`` has ``Wᵀ δy``'s
+size), given explicitly so that a change of the rule's default does not change the recipe."""
 STABILIZED = ("BN+norm", "|B| = 1/√fan_in")
 """The sign rules' full recipe (all stabilizers), compared with BP at every depth."""
 UNSTABILIZED = ("none", "|B| = 1")
@@ -129,7 +132,8 @@ def conditions(params: Params) -> list[dict]:
             if model == "deepcnn-res" and depth < MIN_RESIDUAL_DEPTH:
                 continue
             cell = {**base, "model": model, "depth": depth, "metrics_every": int(depth == deepest)}
-            out += [{**cell, "rule": r, "batch_norm": True} for r in ("bp", "fa")]
+            out += [{**cell, "rule": "bp", "batch_norm": True}]
+            out += [{**cell, "rule": "fa", "rule_options": FA_OPTIONS, "batch_norm": True}]
             out += [{**cell, **_sign_cell(r, *STABILIZED)} for r in SIGN_RULES]
             if model == "deepcnn":
                 out += [{**cell, **_sign_cell(r, *UNSTABILIZED), "metrics_every": 0} for r in SIGN_RULES]
@@ -157,7 +161,7 @@ def imagenet_conditions(params: Params) -> list[dict]:
             f"scale 'paper' trains ImageNet ResNet-18: missing {lack}; set imagenet_root to a folder with "
             f"train/ and val/ ({data.get_info('imagenet').fetch})"
         )
-    out = [{**IMAGENET, "rule": "bp"}, {**IMAGENET, "rule": "fa"}]
+    out = [{**IMAGENET, "rule": "bp"}, {**IMAGENET, "rule": "fa", "rule_options": FA_OPTIONS}]
     return [*out, {**IMAGENET, **_sign_cell("usf", *STABILIZED), "batch_norm": False}]
 
 
