@@ -1,8 +1,10 @@
 # fabook: `make book` builds the book, `make test` tests everything (see README.md).
-# Variables: SCALE=smoke|cpu|paper (book only), PYTHON=python3, TORCH_PINS (installed only if torch is missing).
+# Variables: SCALE=smoke|cpu|paper (book only), PYTHON=python3, TORCH_PINS (installed only if torch is missing),
+# CONSTRAINTS (the tested versions every install uses; CI tests on them).
 PYTHON ?= python3
 SCALE ?= cpu
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+CONSTRAINTS ?= constraints.txt
 FABOOK_FIGURES ?= $(CURDIR)/figures
 FABOOK_RUNS ?= $(CURDIR)/runs
 export FABOOK_FIGURES FABOOK_RUNS
@@ -11,17 +13,17 @@ PIP = $(PYTHON) -m pip
 BOOK = $(PYTHON) -m fabook.book
 NBVAL = $(PYTHON) -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg
 
-.PHONY: help install book html test lint clean
+.PHONY: help install book html test lint clean constraints
 
 help:
 	@echo "make book [SCALE=cpu]  install, execute every notebook at SCALE, build and check _build/html"
 	@echo "make test              install, unit tests, notebooks at smoke scale + nbval, build and check"
 	@echo "make html              rebuild and check _build/html from the already executed notebooks"
-	@echo "make install | lint | clean"
+	@echo "make install | lint | clean | constraints (rewrite constraints.txt from this environment)"
 
 install:
-	$(PYTHON) -c "import torch, torchvision" 2>/dev/null || $(PIP) install $(TORCH_PINS)
-	$(PIP) install -e '.[book,dev]'
+	$(PYTHON) -c "import torch, torchvision" 2>/dev/null || $(PIP) install -c $(CONSTRAINTS) $(TORCH_PINS)
+	$(PIP) install -c $(CONSTRAINTS) -e '.[book,dev]'
 
 book: install
 	$(BOOK) --scale $(SCALE) --check
@@ -41,6 +43,10 @@ test: install
 lint:
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
+
+# After `make test` passes with newer versions: pin them as the tested set.
+constraints:
+	$(PYTHON) .ci/constraints.py $(CONSTRAINTS)
 
 clean:
 	rm -rf _build

@@ -14,6 +14,7 @@ The book never executes a notebook itself (``execute_notebooks: "off"`` in ``_co
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shutil
@@ -40,6 +41,20 @@ INDEX_PAGES = ("genindex.html", "py-modindex.html", "search.html")
 UNRESOLVED_REF = re.compile(r'(?<!">)<code class="xref[^"]*"><span class="pre">([^<]*)</span>')
 GENERATED_TAG = "fabook-generated"
 KERNEL = "python3"
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]  # keeps "Kernel is running over TCP..." off the terminal
+NBVAL_MARK = "# NBVAL_CHECK_OUTPUT"
+TORCH_DOCSTRING = "Define the computation performed at every call"  # nn.Module.forward's, inherited
+CONFIG = "_config.yml"
+SCREENSHOT_DIR = Path("_build/screenshots")
+CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
+ADDRESS_FILES = ("README.md", "CITATION.cff", "book/*.md", "notebooks/*.ipynb")
+"""Where the repository address appears besides _config.yml; :func:`write_repository` keeps it the same."""
+ADDRESS = re.compile(
+    r"(git\+https://github\.com/|git clone https://github\.com/|`https://github\.com/|"
+    r"\\url\{https://github\.com/|repository-code: \"https://github\.com/|colab\.research\.google\.com/github/)"
+    r"([\w-]+/[\w.-]*[\w-])"
+)
+"""Group 2: the ``owner/name`` of the repository, in each form the files write it (pip, BibTeX, Colab)."""
 
 SCALE_NOTES = {
     "smoke": "the smallest setting: it shows that the code runs; its numbers say nothing about the claims",
@@ -67,9 +82,63 @@ def check_scale(scale: str) -> str:
     return scale
 
 
-def figures_dir(root: Path = Path(".")) -> Path:
-    """Where notebooks save figures: ``$FABOOK_FIGURES`` if set, else ``<root>/figures``."""
-    return Path(os.environ.get(FIGURES_ENV) or Path(root) / "figures")
+def project_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` (default: the working directory) holding ``_config.yml``
+    and ``notebooks/``: a notebook run from ``notebooks/`` writes where one run from the clone does. Without
+    one (Colab, an installed package), ``start`` itself."""
+    start = Path.cwd() if start is None else Path(start).resolve()
+    for folder in (start, *start.parents):
+        if (folder / CONFIG).is_file() and (folder / "notebooks").is_dir():
+            return folder
+    return start
+
+
+def figures_dir(root: Path | None = None) -> Path:
+    """Where notebooks save figures: ``$FABOOK_FIGURES`` if set, else ``<root>/figures`` (root: the
+    :func:`project_root`)."""
+    return Path(os.environ.get(FIGURES_ENV) or (project_root() if root is None else Path(root)) / "figures")
+
+
+def repository(root: Path = Path(".")) -> tuple[str, str]:
+    """(``owner/name``, branch) of ``repository.url`` / ``repository.branch`` in ``_config.yml``: the one
+    place a fork edits."""
+    import yaml
+
+    config = yaml.safe_load((Path(root) / CONFIG).read_text(encoding="utf-8")) or {}
+    repo = config.get("repository") or {}
+    match = re.fullmatch(r"https://github\.com/([\w-]+/[\w.-]*[\w-])/?", str(repo.get("url", "")))
+    if not match:
+        raise ValueError(f"{Path(root) / CONFIG}: repository.url must be https://github.com/OWNER/NAME")
+    return match.group(1), str(repo.get("branch", "main"))
+
+
+def address_files(root: Path = Path(".")) -> list[Path]:
+    """The files of :data:`ADDRESS_FILES` in ``root``."""
+    return sorted(path for pattern in ADDRESS_FILES for path in Path(root).glob(pattern) if path.is_file())
+
+
+def write_repository(root: Path = Path(".")) -> list[Path]:
+    """Write ``_config.yml``'s repository into each address of :data:`ADDRESS_FILES`; return changed files."""
+    slug, _ = repository(root)
+    changed = []
+    for path in address_files(root):
+        text = path.read_text(encoding="utf-8")
+        new = ADDRESS.sub(lambda m: m.group(1) + slug, text)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+            changed.append(path)
+    return changed
+
+
+def stale_addresses(root: Path = Path(".")) -> list[str]:
+    """One line per address in :data:`ADDRESS_FILES` that differs from ``_config.yml``'s repository."""
+    slug, _ = repository(root)
+    return [
+        f"{path}: points at {m.group(2)}, _config.yml at {slug} (run `python -m fabook.book --no-build`)"
+        for path in address_files(root)
+        for m in ADDRESS.finditer(path.read_text(encoding="utf-8"))
+        if m.group(2) != slug
+    ]
 
 
 def find_notebooks(root: Path = Path("."), only: Sequence[str] | None = None) -> list[Path]:
@@ -114,6 +183,40 @@ def _describe_failure(notebook: Path, params_index: int, err: Exception) -> str:
     )
 
 
+SWEEP_BAR = re.compile(
+    r"(?P<name>[^\r\n:]+): *\d+%\|[^|]*\| *(?P<done>\d+)/(?P<total>\d+) \[(?P<times>[^\]]*)\]"
+)
+
+
+class _SweepProgress:
+    """A file for papermill's ``stderr_file``: the notebook's stderr goes to the page only, but a sweep's
+    progress bar (``name: 40%|...| 8/20 [00:10<00:15, ...]``) is printed to the terminal as a line, at its
+    first and last cell and at most every ``every`` seconds in between."""
+
+    def __init__(self, prefix: str, echo=print, every: float = 10.0) -> None:
+        self.prefix, self.echo, self.every = prefix, echo, every
+        self.last: tuple[str, str] | None = None
+        self.printed = -math.inf
+
+    def write(self, text: str) -> int:
+        for match in SWEEP_BAR.finditer(text):
+            if "cell" not in match.group("times"):  # a training bar (epochs, steps), not a sweep's cells
+                continue
+            done, total = match.group("done", "total")
+            now = time.monotonic()
+            due = done in ("0", total) or now - self.printed >= self.every
+            if (match.group("name"), done) != self.last and due:
+                self.last, self.printed = (match.group("name"), done), now
+                elapsed, _, left = match.group("times").partition(",")[0].partition("<")
+                eta = f", about {left} left" if left and "?" not in left and done != total else ""
+                self.echo(f"{self.prefix}sweep {match.group('name').strip()}: {done}/{total} cells "
+                          f"({elapsed} elapsed{eta})")  # fmt: skip
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 def execute_notebooks(
     scale: str,
     out_dir: Path = EXECUTED_DIR,
@@ -150,6 +253,7 @@ def execute_notebooks(
             except ValueError as err:
                 failures.append(f"{notebook}: {err}; see README.md, 'Writing a notebook'")
                 continue
+            echo = (_echo_beside_bar if sys.stderr.isatty() else print) if progress else (lambda line: None)
             try:
                 papermill.execute_notebook(
                     notebook.resolve(),
@@ -157,7 +261,9 @@ def execute_notebooks(
                     parameters={"scale": scale},
                     kernel_name=KERNEL,
                     cwd=notebook.resolve().parent,
-                    progress_bar=progress and sys.stderr.isatty(),
+                    progress_bar=_cell_bar(progress),
+                    stderr_file=_SweepProgress("    ", echo),
+                    extra_arguments=KERNEL_ARGS,
                 )
             except Exception as err:  # papermill, nbclient and kernel errors all end the same way
                 failures.append(_describe_failure(notebook, params_index, err))
@@ -175,6 +281,24 @@ def execute_notebooks(
     if failures:
         raise NotebookError(failures)
     return executed
+
+
+def _cell_bar(progress: bool) -> bool | dict:
+    """papermill's bar of the notebook's cells: redrawn in a terminal, a line every 60 s in a log (CI)."""
+    if not progress:
+        return False
+    return (
+        {"desc": "    cells"}
+        if sys.stderr.isatty()
+        else {"desc": "    cells", "mininterval": 60, "ascii": True}
+    )
+
+
+def _echo_beside_bar(line: str) -> None:
+    """Print ``line`` above papermill's cell bar without breaking it."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
 
 
 def _figure_links(figures: Path, name: str, prefix: str) -> list[str]:
@@ -196,6 +320,18 @@ def _generated_cell(text: str):
     import nbformat
 
     return nbformat.v4.new_markdown_cell(text, metadata={"tags": [GENERATED_TAG]})
+
+
+def _for_the_page(nb) -> None:
+    """What the page must not show: stderr (warnings, progress bars) leaves every cell, and the test-only
+    ``# NBVAL_CHECK_OUTPUT`` cells get the ``remove-cell`` tag (nbval checks them in the executed copy)."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.outputs = [o for o in cell.get("outputs", []) if o.get("name") != "stderr"]
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if cell.source.lstrip().startswith(NBVAL_MARK) and "remove-cell" not in tags:
+            tags.append("remove-cell")
 
 
 def _annotate(nb, name: str, figures: Path) -> None:
@@ -226,14 +362,18 @@ def stage(
 ) -> Path:
     """Copy the book sources, the executed notebooks and their figures into a fresh ``stage_dir``.
 
-    Only executed notebooks whose source is in ``<root>/notebooks`` are staged (a missing one is reported),
-    with their figures (``figures/<notebook>/``) in ``_extra/figures`` (served as ``figures/`` by
-    ``html_extra_path``), listed on the page that holds :data:`FIGURE_LIST_MARKER`.
+    First the repository address of ``_config.yml`` is written wherever else it appears (see
+    :func:`write_repository`). Only executed notebooks whose source is in ``<root>/notebooks`` are staged (a
+    missing one is reported), without stderr or test-only cells (:func:`_for_the_page`), with their figures
+    (``figures/<notebook>/``) in ``_extra/figures`` (served as ``figures/`` by ``html_extra_path``), listed on
+    the page that holds :data:`FIGURE_LIST_MARKER`.
     """
     import nbformat
 
     root, stage_dir, executed_dir = Path(root), Path(stage_dir), Path(executed_dir)
     figures = figures_dir(root) if figures is None else Path(figures)
+    for path in write_repository(root):
+        print(f"wrote the repository address of {CONFIG} into {path}")
     if stage_dir.exists():
         shutil.rmtree(stage_dir)
     stage_dir.mkdir(parents=True)
@@ -252,6 +392,7 @@ def stage(
         if (figures / source.stem).is_dir():
             shutil.copytree(figures / source.stem, extra / source.stem)
         nb = nbformat.read(executed, as_version=4)
+        _for_the_page(nb)
         _annotate(nb, source.stem, extra)
         nbformat.write(nb, stage_dir / "notebooks" / source.name)
     _write_figure_list(stage_dir, extra)
@@ -358,6 +499,84 @@ class _Links(HTMLParser):
                     self.targets.append(unquote(parts.path))
 
 
+class _Reading(HTMLParser):
+    """What a reader sees of a page: the text of each table's rows, and prose outside maths and code (which
+    must hold no TeX)."""
+
+    SKIP = ("script", "style", "pre", "code", "math", "textarea")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []  # per table, its rows; the first row with <th> is the head
+        self.prose: list[str] = []
+        self._skip: list[str] = []  # open elements whose text is not prose
+        self._cell: list[str] | None = None
+        self._depth = 0  # table nesting
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        classes = (dict(attrs).get("class") or "").split()
+        if self._skip or tag in self.SKIP or "math" in classes:
+            self._skip.append(tag)
+        if tag == "table":
+            self._depth += 1
+            self.tables.append([])
+        elif tag == "tr" and self._depth:
+            self.tables[-1].append([])
+        elif tag in ("td", "th") and self._depth:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._skip and self._skip[-1] == tag:
+            self._skip.pop()
+        if tag in ("td", "th") and self._cell is not None and self.tables and self.tables[-1]:
+            self.tables[-1][-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "table" and self._depth:
+            self._depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+        if not self._skip:
+            self.prose.append(data)
+
+
+CUT_CELL = re.compile(r"(\.\.\.|…)$")
+NAN_CELL = re.compile(r"(?i)(^|\W)nan($|\W)")
+RAW_TEX = re.compile(r"\$[^$\n]*\\[A-Za-z]+[^$\n]*\$|\\\(|\\\[|\\begin\{")
+CDN_MATHS = re.compile(r"<script[^>]+src=\"(?:https?:)?//[^\"]*mathjax", re.IGNORECASE)
+EMPTY_OUTPUT = re.compile(r'<div class="cell_output docutils container">\s*</div>')
+
+
+def page_problems(page: Path, text: str, machine_paths: Sequence[str] = ()) -> list[str]:
+    """What a reader must not see on one built page: tables with cut cells (``...``), NaN cells or nothing
+    but a header, paths of the machine that built it, stderr output, TeX that is not rendered as maths,
+    MathJax from a CDN, and empty outputs."""
+    problems = []
+    reading = _Reading()
+    reading.feed(text)
+    for number, rows in enumerate(reading.tables, 1):
+        cells = [cell for row in rows for cell in row]
+        if cut := [cell for cell in cells if CUT_CELL.search(cell)]:
+            problems.append(f"{page}: table {number} has cut cells ({cut[0]!r}); use fabook.display.show")
+        if nan := [cell for cell in cells if NAN_CELL.search(cell)]:
+            problems.append(f"{page}: table {number} shows NaN ({nan[0]!r}); say what is missing")
+        if len(rows) < 2:
+            problems.append(f"{page}: table {number} is empty; say in words what it would have shown")
+    for path in machine_paths:
+        if path in text:
+            problems.append(f"{page}: shows a path of the machine that built it ({path})")
+    if 'class="output stderr' in text:
+        problems.append(f"{page}: shows a stderr output (a warning or a progress bar)")
+    if tex := RAW_TEX.search("".join(reading.prose)):
+        problems.append(f"{page}: TeX not rendered as maths ({tex.group(0)[:40]!r})")
+    if CDN_MATHS.search(text):
+        problems.append(f"{page}: loads MathJax from a CDN (an offline copy shows raw TeX)")
+    if EMPTY_OUTPUT.search(text) or "Empty DataFrame" in text:
+        problems.append(f"{page}: has an empty output")
+    return problems
+
+
 def check_html(
     html_dir: Path,
     notebooks: Iterable[Path | str],
@@ -365,6 +584,8 @@ def check_html(
     toc: Path | None = None,
     figures: Path | None = None,
     api_modules: Iterable[str] = (),
+    repository: tuple[str, str] | None = None,
+    machine_paths: Sequence[str] = (),
 ) -> list[str]:
     """List the problems of a built book; empty when it is fine.
 
@@ -373,7 +594,9 @@ def check_html(
     ``{func}``-style reference outside the API page resolved (the API page's docstrings may name torch
     types, which have no target without the internet); and, when
     given, that each notebook is in ``toc`` (and each toc notebook exists), that each file in
-    ``figures/<notebook>/`` was published, and that each module in ``api_modules`` is on the API page.
+    ``figures/<notebook>/`` was published, that each module in ``api_modules`` is on the API page, and that
+    the Colab links open ``repository`` (``(owner/name, branch)``). Every page also passes
+    :func:`page_problems` (``machine_paths``: text that would give away the building machine).
     """
     html_dir = Path(html_dir)
     names = [Path(nb).stem for nb in notebooks]
@@ -396,17 +619,27 @@ def check_html(
         if not page.is_file():
             problems.append(f"{page}: no page for notebooks/{name}.ipynb")
             continue
+        where = (
+            '[^"]+'
+            if repository is None
+            else re.escape("/".join(repository[:1] + ("blob",) + repository[1:]))
+        )
         colab = (
-            rf'href="https://colab\.research\.google\.com/github/[^"]+/notebooks/{re.escape(name)}\.ipynb"'
+            rf'href="https://colab\.research\.google\.com/github/{where}/notebooks/{re.escape(name)}\.ipynb"'
         )
         if not re.search(colab, page.read_text(encoding="utf-8")):
-            problems.append(f"{page}: no Colab launch link to notebooks/{name}.ipynb")
+            target = (
+                "" if repository is None else f" in {repository[0]} (branch {repository[1]}, from {CONFIG})"
+            )
+            problems.append(f"{page}: no Colab launch link to notebooks/{name}.ipynb{target}")
     for page in sorted(html_dir.rglob("*.html")):
         if "_static" in page.relative_to(html_dir).parts:
             continue
         text = page.read_text(encoding="utf-8")
         if 'class="output traceback' in text or "Traceback (most recent call last)" in text:
             problems.append(f"{page}: shows an error output (traceback)")
+        if page.relative_to(html_dir).as_posix() not in INDEX_PAGES:
+            problems += page_problems(page, text, machine_paths)
         if page.relative_to(html_dir).as_posix() not in (f"{API_PAGE}.html", *INDEX_PAGES):
             problems += [f"{page}: unresolved reference {ref}" for ref in UNRESOLVED_REF.findall(text)]
         parser = _Links()
@@ -427,12 +660,106 @@ def check_html(
     if api_modules := list(api_modules):
         api = html_dir / f"{API_PAGE}.html"
         text = api.read_text(encoding="utf-8") if api.is_file() else ""
+        if TORCH_DOCSTRING in text:
+            problems.append(f"{api}: shows torch's own docstring ({TORCH_DOCSTRING!r}), not fabook's")
         problems += [
             f"{api}: no documentation for {module} (did autodoc fail to import it? see {BUILD_LOG})"
             for module in api_modules
             if f'id="module-{module}"' not in text
         ]
     return problems
+
+
+INSTALL_CELL = re.compile(r'%pip install -q "fabook\[book\] @ git\+https://github\.com/[\w-]+/[\w.-]*[\w-]"')
+
+
+def install_problems(notebooks: Iterable[Path]) -> list[str]:
+    """A notebook whose first code cell does not install ``fabook[book]`` from GitHub the way Colab needs."""
+    import nbformat
+
+    problems = []
+    for path in notebooks:
+        code = [cell for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
+        if not code or not INSTALL_CELL.search(code[0].source):
+            problems.append(
+                f'{path}: its first code cell must `%pip install -q "fabook[book] @ git+<repository>"` when '
+                "fabook is missing (Colab); see README.md, 'Writing a notebook'"
+            )
+    return problems
+
+
+def figure_problems(executed: Iterable[Path]) -> list[str]:
+    """A cell of an executed notebook that saves a figure (``save_figure``) but shows none on its page."""
+    import nbformat
+
+    problems = []
+    for path in executed:
+        for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            shown = any("image/png" in out.get("data", {}) for out in cell.get("outputs", []))
+            if cell.cell_type == "code" and "save_figure(" in cell.source and not shown:
+                problems.append(f"{path}: cell {index} saves a figure but shows none")
+    return problems
+
+
+def find_chromium() -> str | None:
+    """The headless browser used for screenshots, if one is installed."""
+    return next((found for name in CHROMIUM if (found := shutil.which(name))), None)
+
+
+def screenshot(html_dir: Path, out_dir: Path = SCREENSHOT_DIR, *, browser: str | None = None) -> list[str]:
+    """Render every page of the book in headless Chromium: a PNG per page in ``out_dir`` (to look at), and
+    a problem for each page whose maths MathJax left unrendered once its scripts ran (or that did not load).
+    """
+    browser = browser or find_chromium()
+    if browser is None:
+        return [f"no headless browser ({', '.join(CHROMIUM)}) to screenshot {html_dir}"]
+    out_dir = Path(out_dir)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    base = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    base.append("--virtual-time-budget=8000")
+    problems = []
+    for page in sorted(Path(html_dir).rglob("*.html")):
+        relative = page.relative_to(html_dir)
+        if "_static" in relative.parts or relative.as_posix() in INDEX_PAGES:
+            continue
+        url = page.resolve().as_uri()
+        shot = out_dir / f"{relative.with_suffix('').as_posix().replace('/', '__')}.png"
+        run = dict(capture_output=True, text=True, timeout=120)
+        height = 16000  # then cut to the page's content
+        subprocess.run([*base, f"--window-size=1280,{height}", f"--screenshot={shot.resolve()}", url], **run)
+        if not shot.is_file():
+            problems.append(f"{page}: headless Chromium made no screenshot")
+            continue
+        _trim(shot)
+        if 'class="math' in page.read_text(encoding="utf-8"):
+            dom = subprocess.run([*base, "--dump-dom", url], **run).stdout
+            if "mjx-container" not in dom or re.search(
+                r'class="math notranslate nohighlight">\s*(\\[(\[]|\$)', dom
+            ):
+                problems.append(f"{page}: maths not rendered by MathJax in headless Chromium")
+    return problems
+
+
+def _trim(png: Path) -> None:
+    """Cut the blank rows below a page's content off its screenshot."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(png) as image:
+        gray = np.asarray(image.convert("L"))
+        # rows with more ink than the sidebar's border, above what the theme pins to the window's bottom
+        inked = np.flatnonzero((gray[:-120] < 245).sum(axis=1) > 4)
+        bottom = int(inked[-1]) + 40 if inked.size else gray.shape[0]
+        if bottom < gray.shape[0]:
+            image.crop((0, 0, gray.shape[1], bottom)).save(png)
+
+
+def machine_paths(root: Path = Path(".")) -> list[str]:
+    """Text that gives away the machine that built the book: the clone's absolute path, the home folder,
+    ``site-packages``."""
+    home = str(Path.home())
+    return [str(Path(root).resolve()), "site-packages", *([home + "/"] if home not in ("/", "") else [])]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -447,6 +774,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-build", action="store_true", help="do not stage and build the book")
     parser.add_argument("--check", action="store_true", help="check the built book; exit 1 on a problem")
     parser.add_argument("--root", type=Path, default=Path("."), help="the repository (default: .)")
+    parser.add_argument(
+        "--no-screenshots", action="store_true", help=f"with --check: no page screenshots ({SCREENSHOT_DIR})"
+    )
     args = parser.parse_args(argv)
     root = args.root
     try:
@@ -466,7 +796,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 toc=root / "_toc.yml",
                 figures=figures_dir(root),
                 api_modules=api_modules(root / f"{API_PAGE}.md"),
+                repository=repository(root),
+                machine_paths=machine_paths(root),
             )
+            problems += stale_addresses(root) + install_problems(find_notebooks(root))
+            problems += figure_problems(sorted((root / EXECUTED_DIR).glob("*.ipynb")))
+            if not args.no_screenshots:
+                problems += screenshot(root / HTML_DIR, root / SCREENSHOT_DIR)
+                print(f"screenshots of every page: {root / SCREENSHOT_DIR}")
             problems += [f"build warning: {line}" for line in build_warnings(root / BUILD_LOG)]
             for problem in problems:
                 print(f"problem: {problem}", file=sys.stderr)

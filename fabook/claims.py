@@ -52,3 +52,22 @@ def at_least(a: Sequence[float], b: Sequence[float], margin: float, *, unit: str
     if diff - half >= margin:
         return measured, HOLDS
     return measured, FAILS if diff + half < margin else INCONCLUSIVE
+
+
+def share_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95 % by default) for the share ``k / n`` of cases where a claim held: how far
+    the share could move with other seeds or data sets of the same kind. ``(nan, nan)`` for ``n = 0``."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * (p * (1 - p) / n + z2 / (4 * n * n)) ** 0.5 / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def count_text(k: int, n: int, what: str) -> str:
+    """``"12/16 data sets (75 %, 95 % CI 51–90 %)"``: a count with its share and Wilson interval."""
+    if n == 0:
+        return f"0/0 {what}"
+    low, high = share_interval(k, n)
+    return f"{k}/{n} {what} ({100 * k / n:.0f} %, 95 % CI {100 * low:.0f}–{100 * high:.0f} %)"

@@ -49,8 +49,10 @@ MAIN_EXAMPLES = """examples:
 
 
 def runs_dir() -> Path:
-    """The default results folder: ``$FABOOK_RUNS`` or ``./runs``."""
-    return Path(os.environ.get(RUNS_ENV) or "runs")
+    """The default results folder: ``$FABOOK_RUNS``, else ``runs/`` in :func:`fabook.book.project_root`."""
+    from fabook.book import project_root
+
+    return Path(os.environ.get(RUNS_ENV) or project_root() / "runs")
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -124,6 +126,14 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--num-workers", type=int, default=d["num_workers"], help="DataLoader workers (folder data sets)"
     )
+    p.add_argument(
+        "--val-fraction", type=float, default=d["val_fraction"],
+        help="share of the training set held out for early stopping (default %(default)s: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--patience", type=_none_or(int), default=d["patience"],
+        help="stop after this many epochs without a lower validation loss (default: run every epoch)",
+    )  # fmt: skip
     p.add_argument(
         "--threads",
         type=int,
@@ -282,6 +292,8 @@ def _run(args: argparse.Namespace) -> int:
     last = next((h for h in reversed(result.history) if h["epoch"] > 0), {})
     numbers = dict(test_acc=result.test_acc, best=result.best_test_acc, train_loss=last.get("train_loss"))
     numbers |= dict(test_loss=last.get("test_loss"), epochs=result.epochs_run)
+    if result.best_epoch is not None:
+        numbers |= dict(best_epoch=result.best_epoch, val_acc=result.val_acc)
     text = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in numbers.items())
     print(f"{result.key}: {text}{'  DIVERGED' if result.diverged else ''}  ({result.wall_time:.1f} s)")
     print(result.path)

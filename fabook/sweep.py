@@ -39,7 +39,7 @@ from fabook.results import ResultFileError
 from fabook.train import Config, Result, load_result, lock_path, result_path, train, validate
 
 SPEC_KEYS = ("name", "base", "grid", "conditions")
-SCALAR_METRICS = ("lr", "train_loss", "train_acc", "test_loss", "test_acc", "time")
+SCALAR_METRICS = ("lr", "train_loss", "train_acc", "test_loss", "test_acc", "val_loss", "val_acc", "time")
 
 
 def load_spec(spec: Mapping[str, Any] | str | Path) -> dict[str, Any]:
@@ -276,4 +276,5 @@ def history_frame(results: Iterable[Result] | str | Path) -> pd.DataFrame:
     if configs.empty:
         return frame
     configs = configs.drop(columns=["rule_options", "test_acc", "best_test_acc", "train_loss", "wall_time"])
+    configs = configs.drop(columns=["best_epoch", "val_loss", "val_acc"])
     return frame.merge(configs, on="key", how="left")

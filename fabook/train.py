@@ -37,6 +37,10 @@ SCHEDULES = ("None", "'step:E1,E2,...' (lr /10 at those epochs)", "'cosine'")
 METRIC_BATCH = 256
 """Samples in the fixed train batch on which gradient alignment is measured."""
 EVAL_BATCH = 1024
+CHECKPOINT_SECONDS = 5.0
+"""A checkpoint is written after an epoch once this many seconds have passed since the last one (a write costs
+~20 ms: after every epoch it would dominate cells of many short epochs). Resuming from any epoch gives the
+same numbers."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,11 @@ class Config:
     epochs between alignment measurements (0: never). ``num_workers``: DataLoader workers for data sets
     that are not held in memory. ``threads``: torch's CPU threads for the cell (the number of threads
     changes the order of float sums, so it is part of the cell: one key, one set of numbers).
+
+    Early stopping: ``val_fraction`` > 0 carves that share of the training set (stratified, drawn with
+    ``seed``) into a validation split that is measured every epoch instead of the test set; the weights with
+    the lowest validation loss are restored at the end and the test set is measured once, on them.
+    ``patience``: stop after that many epochs without a lower validation loss (None: run all ``epochs``).
     """
 
     dataset: str
@@ -73,6 +82,8 @@ class Config:
     keep_bp: tuple[str, ...] = ()
     metrics_every: int = 1
     num_workers: int = 0
+    val_fraction: float = 0.0
+    patience: int | None = None
     threads: int = 1
 
     def __post_init__(self) -> None:
@@ -95,6 +106,12 @@ class Config:
                 _check_type(name, value, int)
                 if value < low:
                     raise ValueError(f"{name} must be >= {low}; got {value!r}")
+        _check_type("val_fraction", self.val_fraction, (int, float))
+        object.__setattr__(self, "val_fraction", float(self.val_fraction))
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1); got {self.val_fraction!r}")
+        if self.patience is not None and not self.val_fraction:
+            raise ValueError(f"patience={self.patience!r} needs a validation split: set val_fraction > 0")
         options = self.rule_options
         if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
             raise TypeError(f"rule_options must be a dict with str keys; got {options!r}")
@@ -141,7 +158,8 @@ class Config:
 
 _INT_FIELDS = {"epochs": 0, "batch_size": 1, "seed": 0, "metrics_every": 0, "num_workers": 0, "threads": 1}
 _INT_FIELDS |= {"depth": 0, "max_train": 1, "max_test": 1}
-_OPTIONAL = ("depth", "max_train", "max_test")
+_INT_FIELDS |= {"patience": 1}
+_OPTIONAL = ("depth", "max_train", "max_test", "patience")
 _RANGES = {
     "lr": (lambda v: v >= 0, ">= 0"),
     "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
@@ -167,7 +185,9 @@ class Result:
     ``history``: one dict per epoch with ``epoch, lr, train_loss, train_acc, test_loss, test_acc, time`` and,
     when measured, ``layers``: ``{layer: {rule, weight_angle, sign_concordance, norm_ratio, grad_angle}}``
     (epoch 0: before training, test numbers and layers only). ``wall_time``: seconds spent in the epochs,
-    summed over resumed sessions. Non-finite numbers are None.
+    summed over resumed sessions. Non-finite numbers are None. With a validation split the epochs record
+    ``val_loss, val_acc`` instead of test numbers; ``best_epoch``, ``val_loss`` and ``val_acc`` are those of
+    the restored weights, and ``test_acc`` is their one measurement on the test set (``best_test_acc`` None).
     """
 
     config: Config
@@ -179,6 +199,9 @@ class Result:
     epochs_run: int
     wall_time: float
     provenance: dict[str, Any]
+    best_epoch: int | None = None
+    val_loss: float | None = None
+    val_acc: float | None = None
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -211,6 +234,9 @@ class Result:
             "train_loss": self.train_loss,
             "diverged": self.diverged,
             "epochs_run": self.epochs_run,
+            "best_epoch": self.best_epoch,
+            "val_loss": self.val_loss,
+            "val_acc": self.val_acc,
             "wall_time": self.wall_time,
             "key": self.key,
         }
@@ -436,6 +462,54 @@ class _Data:
             return torch.stack(xs).to(self.device), torch.as_tensor(ys).to(self.device)
 
 
+def validation_split(train_set: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
+    """``(fit, val)``: ``fraction`` of ``train_set`` (rounded up, stratified by label, drawn with ``seed`` on
+    its own stream) held out for validation; ``(train_set, None)`` when ``fraction`` is 0."""
+    if not fraction:
+        return train_set, None
+    labels = np.asarray([int(y) for _, y in train_set]) if not isinstance(train_set, TensorDataset) else None
+    labels = train_set.tensors[1].numpy() if labels is None else labels
+    n_val = math.ceil(fraction * len(labels))
+    if not 0 < n_val < len(labels):
+        raise ValueError(f"val_fraction={fraction} leaves no training or validation samples of {len(labels)}")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7A1]))
+    is_val = np.zeros(len(labels), dtype=bool)
+    is_val[data.prepare.stratified_indices(labels, n_val, rng)] = True
+    fit_idx, val_idx = np.flatnonzero(~is_val).tolist(), np.flatnonzero(is_val).tolist()
+    if isinstance(train_set, TensorDataset):
+        x, y = train_set.tensors
+        return TensorDataset(x[fit_idx], y[fit_idx]), TensorDataset(x[val_idx], y[val_idx])
+    return torch.utils.data.Subset(train_set, fit_idx), torch.utils.data.Subset(train_set, val_idx)
+
+
+class _EarlyStopping:
+    """Tracks the epoch of lowest validation loss and a copy of its weights; says when to stop."""
+
+    def __init__(self, patience: int | None):
+        self.patience, self.best = patience, None
+
+    def update(self, epoch: int, val_loss: float, val_acc: float, model: nn.Module) -> bool:
+        """Record epoch ``epoch``; True when ``patience`` epochs have passed without a lower loss."""
+        if math.isfinite(val_loss) and (self.best is None or val_loss < self.best["loss"]):
+            weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.best = dict(epoch=epoch, loss=val_loss, acc=val_acc, weights=weights)
+        best_epoch = self.best["epoch"] if self.best else 0
+        return self.patience is not None and epoch - best_epoch >= self.patience
+
+    def restore(self, model: nn.Module) -> dict[str, Any]:
+        """Load the best weights into ``model``; their epoch and validation numbers."""
+        if self.best is None:
+            return dict(epoch=None, val_loss=None, val_acc=None)
+        model.load_state_dict(self.best["weights"])
+        return dict(epoch=self.best["epoch"], val_loss=self.best["loss"], val_acc=self.best["acc"])
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return self.best
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        self.best = state
+
+
 # one epoch -------------------------------------------------------------------------------------------------
 
 
@@ -551,8 +625,11 @@ def _train(cfg: Config, out_dir: str | Path | None, progress: bool) -> Result:
     seed_everything(cfg.seed)
     model = build_model(cfg).to(device)
     split = data.load(cfg.dataset, seed=cfg.seed, max_train=cfg.max_train, max_test=cfg.max_test)
-    train_set = _Data(split.train, device, cfg.num_workers)
+    fit, val = validation_split(split.train, cfg.val_fraction, cfg.seed)
+    train_set = _Data(fit, device, cfg.num_workers)
     test_set = _Data(split.test, device, cfg.num_workers)
+    watch, watched = (_Data(val, device, cfg.num_workers), "val") if val is not None else (test_set, "test")
+    stopper = _EarlyStopping(cfg.patience) if val is not None else None
     optimizer = make_optimizer(cfg, model.parameters())
     if cfg.constrain_norm:
         norm_constraint.hold_norms(optimizer, model)
@@ -575,10 +652,12 @@ def _train(cfg: Config, out_dir: str | Path | None, progress: bool) -> Result:
         _set_rng_state(state["rng"], device)
         history, epoch, start, elapsed = state["history"], state["epoch"], state["start"], state["wall_time"]
         resumed = [*state["resumed"], epoch]
+        if stopper is not None:
+            stopper.load_state_dict(state["early_stopping"])
     elif cfg.metrics_every:
-        test_loss, test_acc = evaluate(model, test_set.batches(eval_batch))
+        loss0, acc0 = evaluate(model, watch.batches(eval_batch))
         history.append(
-            {"epoch": 0, "test_loss": test_loss, "test_acc": test_acc, "layers": alignment(model, *probe)}
+            {"epoch": 0, f"{watched}_loss": loss0, f"{watched}_acc": acc0, "layers": alignment(model, *probe)}
         )
 
     net = distributed.wrap(model)  # DistributedDataParallel under torchrun
@@ -586,12 +665,13 @@ def _train(cfg: Config, out_dir: str | Path | None, progress: bool) -> Result:
         range(epoch + 1, cfg.epochs + 1), initial=epoch, total=cfg.epochs, unit="epoch", leave=False,
         desc=cfg.key(), disable=not (progress and distributed.is_main()),
     )  # fmt: skip
+    saved = time.perf_counter()
     for epoch in bar:
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         batches = train_set.batches(distributed.local_batch(cfg.batch_size), epoch_generator(cfg.seed, epoch))
         train_loss, train_acc = distributed.average(device, *_train_epoch(net, optimizer, batches))
-        test_loss, test_acc = evaluate(model, test_set.batches(eval_batch))
+        test_loss, test_acc = evaluate(model, watch.batches(eval_batch))
         if scheduler is not None:
             scheduler.step()
         record = {
@@ -599,8 +679,8 @@ def _train(cfg: Config, out_dir: str | Path | None, progress: bool) -> Result:
             "lr": lr,
             "train_loss": train_loss,
             "train_acc": train_acc,
-            "test_loss": test_loss,
-            "test_acc": test_acc,
+            f"{watched}_loss": test_loss,
+            f"{watched}_acc": test_acc,
             "time": time.perf_counter() - t0,
         }
         diverged = not math.isfinite(train_loss)
@@ -609,20 +689,28 @@ def _train(cfg: Config, out_dir: str | Path | None, progress: bool) -> Result:
         history.append(results.jsonable(record))
         elapsed += time.perf_counter() - t0
         bar.set_postfix(loss=f"{train_loss:.3g}", test_acc=f"{test_acc:.3f}")
-        if diverged:
+        if diverged or (stopper is not None and stopper.update(epoch, test_loss, test_acc, model)):
             break
-        if ckpt_path is not None and epoch < cfg.epochs and distributed.is_main():
+        due = time.perf_counter() - saved >= CHECKPOINT_SECONDS
+        if ckpt_path is not None and epoch < cfg.epochs and due and distributed.is_main():
+            saved = time.perf_counter()
             state = dict(key=cfg.key(), epoch=epoch, history=history, start=start, wall_time=elapsed)
+            state |= dict(early_stopping=stopper and stopper.state_dict())
             state |= dict(model=model.state_dict(), optimizer=optimizer.state_dict(), rng=_rng_state(device))
             results.save_checkpoint(
                 ckpt_path, state | dict(scheduler=scheduler and scheduler.state_dict(), resumed=resumed)
             )
     bar.close()
+    final = None
+    if stopper is not None:
+        final = stopper.restore(model)  # the best validation epoch's weights, then the test set's one use
+        final |= dict(zip(("loss", "acc"), evaluate(model, test_set.batches(eval_batch)), strict=True))
 
     provenance = dict(seed=cfg.seed, n_train=train_set.n, n_test=test_set.n, threads=torch.get_num_threads())
     provenance |= dict(start=start, end=results.now(), resumed_at_epochs=resumed)
     provenance |= distributed.provenance(cfg.batch_size)
-    result = _result(cfg, history, diverged, elapsed, {**results.provenance(device), **provenance}, json_path)
+    provenance = {**results.provenance(device), **provenance}
+    result = _result(cfg, history, diverged, elapsed, provenance, json_path, final)
     if json_path is not None and distributed.is_main():
         results.write_json(json_path, result.to_dict())
         ckpt_path.unlink(missing_ok=True)
@@ -630,15 +718,22 @@ def _train(cfg: Config, out_dir: str | Path | None, progress: bool) -> Result:
 
 
 def _result(
-    cfg: Config, history: list[dict], diverged: bool, wall_time: float, provenance: dict, path
+    cfg: Config,
+    history: list[dict],
+    diverged: bool,
+    wall_time: float,
+    provenance: dict,
+    path,
+    final: dict[str, Any] | None = None,
 ) -> Result:
-    """The Result exactly as a reload of its file gives it (NaN -> None)."""
+    """The Result exactly as a reload of its file gives it (NaN -> None). ``final``: early stopping's
+    restored epoch with its validation and (one) test numbers."""
     trained = [h for h in history if h["epoch"] > 0]
-    accs = [h["test_acc"] for h in trained if h["test_acc"] is not None]
+    accs = [h["test_acc"] for h in trained if h.get("test_acc") is not None]
     result = Result(
         config=cfg,
         history=history,
-        test_acc=(trained or history or [{"test_acc": None}])[-1]["test_acc"],
+        test_acc=(trained or history or [{"test_acc": None}])[-1].get("test_acc"),
         best_test_acc=max(accs) if accs else None,
         train_loss=trained[-1]["train_loss"] if trained else None,
         diverged=diverged,
@@ -646,4 +741,7 @@ def _result(
         wall_time=wall_time,
         provenance=provenance,
     )
+    if final is not None:
+        result.test_acc, result.best_epoch = final["acc"], final["epoch"]
+        result.val_loss, result.val_acc = final["val_loss"], final["val_acc"]
     return Result.from_dict(result.to_dict(), path)

@@ -13,9 +13,13 @@ import torch
 from torch.utils.data import TensorDataset
 
 from fabook import data
-from fabook.data import cache, idx, offline, prepare
+from fabook.data import cache, idx, offline, prepare, small
 
 OFFLINE = [name for name, info in data.CATALOGUE.items() if info.offline]
+FULL_FASHION = data.available("fashion-mnist")  # the Debian package (CI) or $FABOOK_DATA
+NEEDS_FULL_FASHION = pytest.mark.skipif(
+    not FULL_FASHION, reason="full Fashion-MNIST is not here (CI installs dataset-fashion-mnist)"
+)
 PAPER = [name for name, info in data.CATALOGUE.items() if not info.offline]
 PADDED = {"japanese-vowels", "pickup-gesture-wiimote-z"}  # unequal lengths, zero-padded after standardizing
 
@@ -59,7 +63,9 @@ def test_catalogue_entries():
 
 def test_unknown_name_lists_accepted():
     for call in (data.load, data.available, data.get_info):
-        with pytest.raises(ValueError, match=r"'nope'.*accepted: fashion-mnist, mnist-5k"):
+        with pytest.raises(
+            ValueError, match=r"'nope'.*accepted: fashion-mnist, fashion-mnist-small, mnist-5k"
+        ):
             call("nope")
 
 
@@ -68,7 +74,9 @@ def test_catalogue_table(root: Path):
     columns = ["name", "kind", "shape", "classes", "n_train", "n_test", "offline", "available", "fetch"]
     assert list(table.columns) == columns
     assert list(table["name"]) == list(data.CATALOGUE)
-    assert table.loc[table["offline"], "available"].all()
+    packaged = table["offline"] & (table["name"] != "fashion-mnist")  # fashion-mnist: a Debian package
+    assert table.loc[packaged, "available"].all()
+    assert table.set_index("name").loc["fashion-mnist", "available"] == FULL_FASHION
     paper = table[~table["offline"]]
     assert not paper["available"].any() and (paper["fetch"] != "").all()
     assert (table.loc[table["available"], "fetch"] == "").all()
@@ -86,7 +94,9 @@ def test_default_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 # --- every offline set, for real ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", OFFLINE)
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=NEEDS_FULL_FASHION) if n == "fashion-mnist" else n for n in OFFLINE]
+)
 def test_offline_set_loads(name: str, loaded, root: Path):
     assert data.available(name, root)
     split = loaded(name)
@@ -264,6 +274,67 @@ def test_fashion_mnist_prefers_torchvision_root(tmp_path: Path):
     assert (
         len(split.train) == 30 and len(split.test) == 10 and split.train.tensors[0].shape[1:] == (1, 28, 28)
     )
+
+
+def test_fashion_mnist_then_debian_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    debian = tmp_path / "debian"
+    write_mnist_folder(debian, n_train=20, n_test=10)
+    monkeypatch.setattr(offline, "DEBIAN_FASHION_MNIST", debian)
+    assert data.available("fashion-mnist", tmp_path / "root")
+    assert len(data.load("fashion-mnist", root=tmp_path / "root").train) == 20
+    write_mnist_folder(tmp_path / "own" / "FashionMNIST" / "raw", n_train=30, n_test=10)
+    assert len(data.load("fashion-mnist", root=tmp_path / "own").train) == 30  # the data root comes first
+
+
+def test_fashion_mnist_downloads_when_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import torchvision.datasets
+
+    monkeypatch.setattr(offline, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    calls = []
+
+    def fake_download(root, train, download):  # what torchvision leaves behind: the MNIST-layout files
+        calls.append((Path(root), train, download))
+        if train:
+            write_mnist_folder(Path(root) / "FashionMNIST" / "raw", n_train=20, n_test=10)
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", fake_download)
+    split = data.load("fashion-mnist", root=tmp_path)  # no download=True: Colab needs no extra step
+    assert calls == [(tmp_path, True, True), (tmp_path, False, True)]
+    assert len(split.train) == 20 and len(split.test) == 10
+
+
+def test_fashion_mnist_offline_error_names_every_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import torchvision.datasets
+
+    monkeypatch.setattr(offline, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+
+    def no_internet(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: Name or service not known")
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", no_internet)
+    with pytest.raises(FileNotFoundError) as err:
+        data.load("fashion-mnist", root=tmp_path)
+    message = str(err.value)
+    ways = ("FABOOK_DATA", "apt-get update && sudo apt-get install dataset-fashion-mnist", "torchvision")
+    ways += ("Name or service not known", "fashion-mnist-small", str(tmp_path / "FashionMNIST" / "raw"))
+    for way in ways:
+        assert way in message
+
+
+def test_fashion_mnist_small_is_shipped_and_stratified():
+    split = data.load("fashion-mnist-small", root=Path("/nonexistent"))  # needs no data root at all
+    assert torch.bincount(split.train.tensors[1]).tolist() == [200] * 10
+    assert torch.bincount(split.test.tensors[1]).tolist() == [100] * 10
+    size = sum(p.stat().st_size for p in small.SMALL_DIR.glob("*.gz"))
+    assert size < 1.5e6, f"fashion-mnist-small grew to {size} bytes"
+
+
+@NEEDS_FULL_FASHION
+def test_fashion_mnist_small_remakes_from_the_full_set(tmp_path: Path):
+    full = next(f for f in offline._fashion_folders(data.default_root()) if not idx.missing_mnist_files(f))
+    small.write_small(full, tmp_path)
+    for stem in idx.MNIST_FILES:
+        assert (tmp_path / f"{stem}.gz").read_bytes() == (small.SMALL_DIR / f"{stem}.gz").read_bytes(), stem
 
 
 def write_cifar(root: Path, classes: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:

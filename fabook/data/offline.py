@@ -14,8 +14,16 @@ from .cache import cached
 from .catalogue import get_info
 from .idx import missing_mnist_files, read_mnist_folder
 from .prepare import Raw
+from .small import SMALL_DIR
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_WAYS = (
+    "set FABOOK_DATA (or pass root=) to a folder holding FashionMNIST/raw/ with the four IDX files; "
+    "on Debian/Ubuntu: sudo apt-get update && sudo apt-get install dataset-fashion-mnist; "
+    "with the internet (Colab): fabook downloads it through torchvision into <root>/FashionMNIST/raw; "
+    "or, for a quick look, use 'fashion-mnist-small' (2000/1000 images, ships with fabook)"
+)
+"""Every way to get full Fashion-MNIST, in the order :func:`fabook.data.load` tries them."""
 
 # fabook name -> name in aeon's bundled UCR/UEA archive
 AEON_NAMES = {
@@ -54,17 +62,29 @@ def _fashion_folders(root: Path) -> tuple[Path, Path]:
     return root / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST
 
 
+def _mnist_layout(folder: Path) -> Raw:
+    x_train, y_train, x_test, y_test = read_mnist_folder(folder)
+    shape = (1, 28, 28)
+    return Raw(_images(x_train, shape, 255), _labels(y_train), _images(x_test, shape, 255), _labels(y_test))
+
+
 def _fashion_mnist(root: Path, download: bool) -> Raw:
+    """From ``<root>/FashionMNIST/raw``, else the Debian folder, else a torchvision download into ``root``."""
     folder = next((f for f in _fashion_folders(root) if not missing_mnist_files(f)), None)
-    if folder is None:  # fabook.data.load gets here only with download=True
+    if folder is None:
         from torchvision.datasets import FashionMNIST
 
-        for train in (True, False):
-            FashionMNIST(root, train=train, download=True)
+        try:
+            for train in (True, False):
+                FashionMNIST(root, train=train, download=True)
+        except Exception as err:  # no internet, a proxy, a full disk: all end in the same advice
+            lack = missing("fashion-mnist", root)
+            raise FileNotFoundError(
+                f"fashion-mnist: not found here (missing {lack}) and the download failed ({err}). "
+                f"Ways to get it: {FASHION_WAYS}"
+            ) from err
         folder = root / "FashionMNIST" / "raw"
-    x_train, y_train, x_test, y_test = read_mnist_folder(folder)
-    shape = get_info("fashion-mnist").input_shape
-    return Raw(_images(x_train, shape, 255), _labels(y_train), _images(x_test, shape, 255), _labels(y_test))
+    return _mnist_layout(folder)
 
 
 def _mnist_5k(root: Path, download: bool) -> Raw:
@@ -150,9 +170,11 @@ def _aeon(name: str) -> Callable[[Path, bool], Raw]:
 
 
 DOWNLOADABLE = frozenset({"fashion-mnist"})  # the others come with their package
+AUTO_DOWNLOAD = frozenset({"fashion-mnist"})  # tried without download=True: Colab needs no extra step
 
 LOADERS: dict[str, Callable[[Path, bool], Raw]] = {
     "fashion-mnist": _fashion_mnist,
+    "fashion-mnist-small": lambda root, download: _mnist_layout(SMALL_DIR),
     "mnist-5k": _mnist_5k,
     "digits": _sklearn("load_digits", (1, 8, 8), 16.0),
     "iris": _sklearn("load_iris", (4,), None),
@@ -170,6 +192,9 @@ def missing(name: str, root: Path) -> str | None:
         if any(not missing_mnist_files(f) for f in _fashion_folders(root)):
             return None
         return " or ".join(f"{f}/{{{','.join(missing_mnist_files(f))}}}" for f in _fashion_folders(root))
+    if name == "fashion-mnist-small":
+        lacks = missing_mnist_files(SMALL_DIR)
+        return f"{SMALL_DIR}/{{{','.join(lacks)}}} (reinstall fabook)" if lacks else None
     spec = importlib.util.find_spec(_PACKAGES[name])
     if spec is None:
         return f"the Python package {_PACKAGES[name]!r}"

@@ -3,6 +3,13 @@
 The study: BP (plain SGD) against asymmetric feedback — FA (random B) and the sign-symmetric uSF, brSF,
 frSF — each with and without batch normalization (BN) and Batch Manhattan (BM), plus a sweep of the fraction
 of feedback signs that agree with W. Four claims are checked (:func:`claims`), each with its test fixed here.
+
+Protocol (:func:`run`): every condition trains with early stopping on a validation split carved from its
+training set, for up to a step budget; its learning rate is chosen per (data set, rule, recipe) from one grid
+per optimizer (the same for every rule, BP included) on the validation split of the selection seed(s), and
+the condition then trains on every seed with that lr; each cell measures the test set once, on its restored
+best-validation weights (:mod:`fabook.select`). The earlier fixed-lr protocol (:data:`OPTIMIZER`, a shorter
+budget, no validation split) runs beside it as the "before".
 """
 
 from __future__ import annotations
@@ -15,14 +22,16 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 from scipy import stats
 
 from fabook import claims as cl
-from fabook import data
+from fabook import data, select
 from fabook.book import check_scale
 from fabook.cli import runs_dir
 from fabook.notebook import check_positive
-from fabook.sweep import history_frame, read_results, run_sweep
+from fabook.sweep import expand, history_frame, read_results, run_sweep
+from fabook.train import format_options, validate
 
 NOTEBOOK = "liao2016_sign_symmetry"
 RULES = ("bp", "fa", "usf", "brsf", "frsf")
@@ -62,24 +71,59 @@ PAPER_QUOTED = {  # accuracy %, as quoted for sign symmetry on papers-with-code;
 }
 
 SETTINGS = {
-    "smoke": dict(datasets=("digits", "iris", "gunpoint", "japanese-vowels"), seeds=1, levels=(0.0, 0.5),
-                  model="mlp", width=32, steps=40, min_epochs=1, max_epochs=3, max_train=300, max_test=300),
-    "cpu": dict(datasets=OFFLINE, seeds=3, levels=(0.0, 0.25, 0.5, 0.75), model="mlp", width=128, steps=300,
-                min_epochs=3, max_epochs=60, max_train=6000, max_test=2000),
+    "smoke": dict(datasets=("fashion-mnist-small", "iris", "gunpoint", "japanese-vowels"), seeds=1,
+                  levels=(0.0, 0.5), model="mlp", width=32, steps=80, min_epochs=2, max_epochs=30,
+                  max_train=300, max_test=300),
+    "cpu": dict(datasets=OFFLINE, seeds=3, levels=(0.0, 0.25, 0.5, 0.75), model="mlp", width=128, steps=1000,
+                min_epochs=5, max_epochs=1000, max_train=6000, max_test=2000),
     "paper": dict(datasets=PAPER_SETS, seeds=3, levels=(0.0, 0.25, 0.5, 0.75), model="cnn", width=64,
-                  steps=40000, min_epochs=20, max_epochs=100, max_train=None, max_test=None),
+                  steps=100000, min_epochs=30, max_epochs=200, max_train=None, max_test=None),
 }  # fmt: skip
-"""Per scale. ``steps`` is the target number of SGD steps per cell; a data set's epochs follow from its size,
-clipped to [min_epochs, max_epochs]. The sign-concordance sweep's level p = 1 is frSF itself."""
+"""Per scale. ``steps`` is the budget of SGD steps per cell (early stopping may end it sooner); a data set's
+epochs follow from its training split's size, clipped to [min_epochs, max_epochs]. The sign-concordance
+sweep's level p = 1 is frSF itself."""
+
+LR_GRIDS = {
+    "smoke": {"sgd": (0.01, 0.05), "bm": (5e-4, 2e-3)},
+    "cpu": {"sgd": (0.003, 0.01, 0.03), "bm": (2.5e-4, 1e-3, 4e-3)},
+    "paper": {"sgd": (0.003, 0.01, 0.03), "bm": (2.5e-4, 1e-3, 4e-3)},
+}
+"""The lr grids per scale, one per optimizer and the same for every rule (BP included); each holds, or
+brackets, the fixed lr of the "before" protocol (:data:`OPTIMIZER`)."""
+
+VAL_FRACTION = 0.2
+"""Share of each training set held out (stratified) for early stopping and lr selection."""
+SELECT_SEEDS = 1
+"""The lr is chosen on the validation split of seeds ``0 .. SELECT_SEEDS-1``; those cells are reused."""
+
+BEFORE = {
+    "smoke": dict(seeds=1, steps=40, min_epochs=1, max_epochs=3),
+    "cpu": dict(seeds=2, steps=300, min_epochs=3, max_epochs=60),
+    "paper": dict(seeds=1, steps=40000, min_epochs=20, max_epochs=100),
+}
+"""The earlier protocol, kept as the "before": fixed lrs (:data:`OPTIMIZER`), this budget (about 300 SGD
+steps at the cpu scale), no validation split, the last epoch's test accuracy; the same data sets, fewer
+seeds."""
 
 OPTIMIZER = {
     False: dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=1e-4),
     True: dict(optimizer="bm", lr=5e-4, momentum=0.9, weight_decay=1e-4),
 }
-"""Without / with Batch Manhattan. Chosen so that BP trains well with both; used unchanged for every rule."""
+"""Without / with Batch Manhattan, in the "before" protocol. The new one keeps momentum and weight decay and
+chooses the lr from :data:`LR_GRIDS`."""
 
-TRACKED = {"smoke": "digits", "cpu": "fashion-mnist", "paper": "cifar10"}
-"""The data set whose alignment angles are measured every epoch (metrics cost time; the others skip them)."""
+TRACKED = {"smoke": "fashion-mnist-small", "cpu": "fashion-mnist", "paper": "cifar10"}
+"""The data set whose alignment angles are measured during training (metrics cost time; the others skip
+them); when a run's ``datasets`` leave it out, the first of them is tracked instead."""
+
+CURVE_SETS = {"smoke": ("fashion-mnist-small", "japanese-vowels"),
+              "cpu": ("fashion-mnist", "digits", "japanese-vowels"),
+              "paper": ("mnist", "cifar10", "svhn")}  # fmt: skip
+"""Where the figure of accuracy over training steps (SGD vs BM) is drawn; the run's first sets stand in for
+those it leaves out."""
+
+SELECT_BY = ["dataset", "rule", "options", "batch_norm", "optimizer"]
+"""A learning rate is chosen per (data set, rule with its options, recipe)."""
 
 BATCH = 32
 
@@ -99,7 +143,15 @@ class Params:
     def __post_init__(self) -> None:
         check_scale(self.scale)
         if self.datasets is not None:
-            object.__setattr__(self, "datasets", tuple(self.datasets))
+            names = self.datasets
+            if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names:
+                raise TypeError(
+                    f"datasets must be a non-empty list of names (e.g. [{names!r}]) or None; got {names!r}"
+                )
+            bad = [n for n in names if not isinstance(n, str)]
+            if bad:
+                raise TypeError(f"datasets must hold names (str); got {bad}")
+            object.__setattr__(self, "datasets", tuple(dict.fromkeys(names)))
             unknown = sorted(set(self.datasets) - set(data.CATALOGUE))
             if unknown:
                 raise ValueError(f"unknown dataset(s) {unknown}; accepted: {', '.join(data.CATALOGUE)}")
@@ -119,15 +171,44 @@ class Params:
     def out_dir(self):
         return runs_dir() / NOTEBOOK / self.scale
 
+    @property
+    def tracked(self) -> str:
+        """The data set whose alignment is measured: :data:`TRACKED`'s, or the run's first without it."""
+        names = self.settings["datasets"]
+        return TRACKED[self.scale] if TRACKED[self.scale] in names else names[0]
+
+    @property
+    def curve_sets(self) -> tuple[str, ...]:
+        """The data sets of the training-curve figure (:data:`CURVE_SETS` present, else the first ones)."""
+        names = self.settings["datasets"]
+        chosen = [n for n in CURVE_SETS[self.scale] if n in names]
+        rest = [n for n in names if n not in chosen]
+        return tuple(chosen + rest)[: len(CURVE_SETS[self.scale])]
+
 
 def epochs_for(n_train: int, s: dict) -> int:
     """Epochs that give about ``s['steps']`` steps of batch :data:`BATCH` on ``n_train`` samples."""
     return int(min(max(math.ceil(s["steps"] * BATCH / n_train), s["min_epochs"]), s["max_epochs"]))
 
 
-def conditions(params: Params) -> list[dict]:
-    """One dict of config fields per (data set, rule, recipe) and per sweep level: the study's cells
-    without the seed."""
+def n_fit(name: str, s: dict) -> int:
+    """Training samples of ``name`` left after the cap and the validation split."""
+    n_train = min(data.get_info(name).n_train, s["max_train"] or data.get_info(name).n_train)
+    return n_train - math.ceil(VAL_FRACTION * n_train)
+
+
+def steps_per_epoch(name: str, s: dict) -> int:
+    """SGD steps in one epoch of ``name``'s training split (batch :data:`BATCH`)."""
+    return math.ceil(n_fit(name, s) / BATCH)
+
+
+def patience_for(epochs: int) -> int:
+    """Early stopping's patience: a fifth of the epoch budget, at least 5 epochs."""
+    return max(5, epochs // 5)
+
+
+def check_data(params: Params) -> None:
+    """FileNotFoundError naming every missing data set and how to get it (after downloading, if asked)."""
     s = params.settings
     if params.download:
         for name in s["datasets"]:
@@ -142,37 +223,121 @@ def conditions(params: Params) -> list[dict]:
             f"data sets missing for scale {params.scale!r} (or set download = True in the parameters "
             f"cell; it needs the internet, as on Colab):\n{lines}"
         )
+
+
+def conditions(params: Params, *, before: bool = False) -> list[dict]:
+    """One dict of config fields per (data set, rule, recipe) and per sweep level: the study's cells
+    without the seed and (new protocol) without the lr; ``before``: the fixed-lr protocol's, lr included."""
+    s = params.settings
+    check_data(params)
+    budget = {**s, **BEFORE[params.scale]} if before else s
     out = []
     for name in s["datasets"]:
         info = data.get_info(name)
         n_train = min(info.n_train, s["max_train"] or info.n_train)
+        epochs = epochs_for(n_train if before else n_fit(name, s), budget)
+        metrics = name == params.tracked and not before
         base = dict(
-            dataset=name, model=s["model"], width=s["width"], depth=2, batch_size=BATCH,
-            epochs=epochs_for(n_train, s), max_train=s["max_train"], max_test=s["max_test"],
-            metrics_every=1 if name == TRACKED[params.scale] else 0,
+            dataset=name, model=s["model"], width=s["width"], depth=2, batch_size=BATCH, epochs=epochs,
+            max_train=s["max_train"], max_test=s["max_test"],
+            metrics_every=max(1, epochs // 15) if metrics else 0,
         )  # fmt: skip
+        if not before:
+            base |= dict(val_fraction=VAL_FRACTION, patience=patience_for(epochs))
         for (bn, bm), _ in RECIPES.items():
             for rule in RULES:
                 opts = {"rule_options": dict(PAPER_SCALE)} if rule in SIGN_RULES else {}
-                out.append({**base, **OPTIMIZER[bm], "rule": rule, **opts, "batch_norm": bn})
+                out.append({**base, **_optimizer(bm, before), "rule": rule, **opts, "batch_norm": bn})
         for p in s["levels"]:
-            out.append(
-                {**base, **OPTIMIZER[True], "rule": "sc", "rule_options": {"p": p, **PAPER_SCALE},
-                 "batch_norm": True}
-            )  # fmt: skip
+            options = {"p": p, **PAPER_SCALE}
+            out.append({**base, **_optimizer(True, before), "rule": "sc", "rule_options": options,
+                        "batch_norm": True})  # fmt: skip
     return out
 
 
-def spec(params: Params) -> dict:
-    """The whole study as one sweep (cells = conditions × seeds, data set by data set)."""
-    seeds = range(params.settings["seeds"])
-    cells = [{**c, "seed": seed} for c in conditions(params) for seed in seeds]
-    return {"name": NOTEBOOK, "base": {}, "grid": {}, "conditions": cells}
+def _optimizer(bm: bool, before: bool) -> dict:
+    fields = dict(OPTIMIZER[bm])
+    if not before:
+        del fields["lr"]
+    return fields
 
 
-def run(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run (or resume) the study; the summary gets ``recipe`` and ``concordance`` columns."""
-    summary = run_sweep(spec(params), params.out_dir, jobs=params.settings["jobs"])
+def _sweep(name: str, cells: list[dict]) -> dict:
+    return {"name": name, "base": {}, "grid": {}, "conditions": cells}
+
+
+def selection_spec(params: Params) -> dict:
+    """The lr selection: every condition × its optimizer's lr grid × the selection seeds."""
+    seeds = range(min(SELECT_SEEDS, params.settings["seeds"]))
+    return _sweep(
+        f"{NOTEBOOK}: lr selection", select.grid_cells(conditions(params), LR_GRIDS[params.scale], seeds)
+    )
+
+
+def final_spec(params: Params, chosen: pd.DataFrame) -> dict:
+    """Every condition with its chosen lr, on every seed (the selection seeds' cells are reused)."""
+    lrs = {tuple(row[c] for c in SELECT_BY): row["lr"] for _, row in chosen.iterrows()}
+    cells = []
+    for c in conditions(params):
+        key = (
+            c["dataset"],
+            c["rule"],
+            format_options(c.get("rule_options", {})),
+            c["batch_norm"],
+            c["optimizer"],
+        )
+        cells += [{**c, "lr": lrs[key], "seed": seed} for seed in range(params.settings["seeds"])]
+    return _sweep(f"{NOTEBOOK}: chosen lrs", cells)
+
+
+def before_spec(params: Params) -> dict:
+    """The fixed-lr protocol on the same data sets and conditions, on its own (fewer) seeds."""
+    seeds = range(min(BEFORE[params.scale]["seeds"], params.settings["seeds"]))
+    return _sweep(
+        f"{NOTEBOOK}: before", [{**c, "seed": s} for c in conditions(params, before=True) for s in seeds]
+    )
+
+
+@dataclass
+class Study:
+    """What :func:`run` returns: ``summary`` (the chosen-lr cells, every seed), ``selection`` (every cell of
+    the lr grid), ``chosen`` (:func:`fabook.select.choose`), ``before`` (the fixed-lr protocol's cells),
+    ``history`` (epochs of the tracked and curve data sets' cells, with ``step``)."""
+
+    summary: pd.DataFrame
+    selection: pd.DataFrame
+    chosen: pd.DataFrame
+    before: pd.DataFrame
+    history: pd.DataFrame
+
+
+def run(params: Params) -> Study:
+    """Run (or resume) the study: lr selection, the chosen lrs on every seed, the "before" protocol. Every
+    cell of the three sweeps is checked before the first trains."""
+    jobs = params.settings["jobs"]
+    sel_spec, old_spec = selection_spec(params), before_spec(params)
+    for cfg in expand(old_spec):  # the selection's cells are checked by run_sweep before any trains
+        validate(cfg, build=False)
+    selection = _annotate(run_sweep(sel_spec, params.out_dir, jobs=jobs))
+    chosen = select.choose(selection, SELECT_BY)
+    summary = _annotate(run_sweep(final_spec(params, chosen), params.out_dir, jobs=jobs))
+    before = _annotate(run_sweep(old_spec, params.out_dir / "before", jobs=jobs))
+    wanted = summary.dataset.eq(params.tracked) | (
+        summary.dataset.isin(params.curve_sets) & summary.rule.isin(["bp", "frsf"])
+    )
+    keys = set(summary.key[wanted])
+    history = history_frame([r for r in read_results(params.out_dir) if r.key in keys])
+    s = params.settings
+    history["step"] = history.epoch * history.dataset.map({d: steps_per_epoch(d, s) for d in s["datasets"]})
+    if "optimizer" in history:
+        history["recipe"] = [
+            RECIPES[(bn, opt == "bm")] for bn, opt in zip(history.batch_norm, history.optimizer, strict=True)
+        ]
+    return Study(summary, selection, chosen, before, history)
+
+
+def _annotate(summary: pd.DataFrame) -> pd.DataFrame:
+    """Add ``recipe``, ``concordance`` and ``test_pct`` columns to a sweep summary."""
     summary["recipe"] = [
         RECIPES[(bn, opt == "bm")] for bn, opt in zip(summary.batch_norm, summary.optimizer, strict=True)
     ]
@@ -181,10 +346,7 @@ def run(params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
         for r, o in zip(summary.rule, summary.rule_options, strict=True)
     ]
     summary["test_pct"] = 100 * summary.test_acc.astype(float)
-    tracked = TRACKED[params.scale]
-    keys = set(summary.key[summary.dataset == tracked])
-    history = history_frame([r for r in read_results(params.out_dir) if r.key in keys])
-    return summary, history
+    return summary
 
 
 def datasets_table(params: Params) -> pd.DataFrame:
@@ -217,13 +379,14 @@ def _main_cells(summary: pd.DataFrame) -> pd.DataFrame:
 
 def accuracy_table(summary: pd.DataFrame, scale: str, *, sd: bool = False) -> pd.DataFrame:
     """Mean test accuracy % per data set (rows) and rule × recipe (columns) over seeds; with ``sd``, as
-    ``"mean ± sd"`` text."""
+    ``"mean ± sd"`` text (the mean alone where a single seed gives no sd)."""
     main = summary[summary.rule.isin(RULES)]
     pivot = dict(index="dataset", columns=["rule", "recipe"], values="test_pct")
     table = main.pivot_table(**pivot, aggfunc="mean")
     if sd:
-        spread = main.pivot_table(**pivot, aggfunc="std")
-        table = table.round(1).astype(str) + " ± " + spread.round(1).astype(str)
+        spread = main.pivot_table(**pivot, aggfunc="std").reindex_like(table)
+        sd_text = spread.map(lambda s: "" if pd.isna(s) else f" ± {s:.1f}")
+        table = (table.map(lambda m: f"{m:.1f}") + sd_text).where(table.notna(), "")
     table = table.reindex(
         columns=[(r, c) for r in RULES for c in RECIPES.values() if (r, c) in table.columns]
     )
@@ -259,6 +422,9 @@ def claims(summary: pd.DataFrame, scale: str) -> pd.DataFrame:
     4. BN and/or BM are indispensable for asymmetric BP — per data set and asymmetric rule, the best recipe
        with BN or BM beats the plain one by ≥ 5 points; holds on ≥ 80 % of (data set, rule) pairs, does not
        hold below 50 %. BP's own gap is reported beside it as a control.
+
+    The counts come with their 95 % Wilson interval (:func:`fabook.claims.count_text`), claim 2's ρ with its
+    Fisher-z interval: a verdict whose interval straddles a threshold could flip with other seeds.
     """
     out = []
     main = _main_cells(summary)
@@ -271,7 +437,8 @@ def claims(summary: pd.DataFrame, scale: str) -> pd.DataFrame:
     out.append(cl.Claim(
         "Feedback magnitudes don't matter: uSF ≈ brSF ≈ frSF",
         "per data set, max − min of the three mean accuracies ≤ max(2 pts, 2 SE); holds if on ≥ 80 % of sets",
-        f"within the margin on {ok.sum()}/{len(ok)} data sets (median spread {spread.median():.2f} pts)",
+        f"within the margin on {cl.count_text(int(ok.sum()), len(ok), 'data sets')}; "
+        f"median spread {spread.median():.2f} pts",
         cl.by_share(ok.mean(), holds_at=0.8, fails_below=0.5),
     ))  # fmt: skip
 
@@ -283,11 +450,13 @@ def claims(summary: pd.DataFrame, scale: str) -> pd.DataFrame:
         lambda g: stats.spearmanr(g.concordance, g.test_pct)[0] if g.test_pct.nunique() > 1 else np.nan
     )
     verdict = cl.HOLDS if rho > 0 and p_one < 0.01 else cl.FAILS if rho <= 0 else cl.INCONCLUSIVE
+    half = 1.96 * 1.06 / math.sqrt(max(len(sweep) - 3, 1))  # Fisher z for Spearman (Fieller et al. 1957)
+    low, high = np.tanh(np.arctanh(np.clip(rho, -0.999, 0.999)) + np.array([-half, half]))
     out.append(cl.Claim(
         "More concordant feedback signs are better",
         "Spearman ρ(p, accuracy centred per data set) > 0 with one-sided p < 0.01",
-        f"ρ = {rho:.2f} (one-sided p = {p_one:.1e}); "
-        f"ρ > 0 on {(per_set > 0).sum()}/{per_set.notna().sum()} sets",
+        f"ρ = {rho:.2f} (95 % CI {low:.2f} to {high:.2f}; one-sided p = {p_one:.1e}; n = {len(sweep)}); "
+        f"ρ > 0 on {cl.count_text(int((per_set > 0).sum()), int(per_set.notna().sum()), 'sets')}",
         verdict,
     ))  # fmt: skip
 
@@ -302,8 +471,9 @@ def claims(summary: pd.DataFrame, scale: str) -> pd.DataFrame:
     out.append(cl.Claim(
         "100 % concordant signs with random magnitudes (frSF) match or beat SGD",
         "per data set frSF − BP ≥ −1 pt (difference ± 2 SE); holds if on ≥ 80 % of the decided sets",
-        f"holds on {(decided == cl.HOLDS).sum()}, fails on {(decided == cl.FAILS).sum()}, "
-        f"undecided on {(decided == cl.INCONCLUSIVE).sum()} of {len(decided)} sets",
+        f"holds on {cl.count_text(int((firm == cl.HOLDS).sum()), len(firm), 'decided sets')}; "
+        f"fails on {(decided == cl.FAILS).sum()}, undecided on {(decided == cl.INCONCLUSIVE).sum()} "
+        f"of {len(decided)} sets",
         cl.by_share(share, holds_at=0.8, fails_below=0.5) if len(firm) else cl.INCONCLUSIVE,
     ))  # fmt: skip
 
@@ -314,8 +484,8 @@ def claims(summary: pd.DataFrame, scale: str) -> pd.DataFrame:
     out.append(cl.Claim(
         "BN and/or BM are indispensable for asymmetric BP",
         "per (data set, asymmetric rule): best of BN/BM/BN+BM − plain ≥ 5 pts; holds if on ≥ 80 % of pairs",
-        f"on {ok.sum()}/{len(ok)} pairs (median gap {asym.gap.median():.1f} pts; "
-        f"BP's own median gap {bp_gap:.1f})",
+        f"on {cl.count_text(int(ok.sum()), len(ok), 'pairs')}; median gap {asym.gap.median():.1f} pts "
+        f"(BP's own {bp_gap:.1f})",
         cl.by_share(ok.mean(), holds_at=0.8, fails_below=0.5),
     ))  # fmt: skip
     return cl.table(out, scale)
@@ -329,15 +499,110 @@ def ablation_gaps(summary: pd.DataFrame) -> pd.DataFrame:
     return (helped - means["plain"]).rename("gap").reset_index()
 
 
+def lr_table(chosen: pd.DataFrame, scale: str) -> pd.DataFrame:
+    """The chosen lr per data set (rows) and rule × recipe (columns; the concordance levels as ``sc p=…``)."""
+    frame = chosen.copy()
+    frame["recipe"] = [
+        RECIPES[(bn, opt == "bm")] for bn, opt in zip(frame.batch_norm, frame.optimizer, strict=True)
+    ]
+    frame["column"] = [
+        f"{r} {c}" if r != "sc" else f"sc {_level(o)} {c}"
+        for r, o, c in zip(frame.rule, frame.options, frame.recipe, strict=True)
+    ]
+    order = [f"{r} {c}" for r in RULES for c in RECIPES.values()]
+    order += sorted(set(frame.column) - set(order))
+    table = (
+        frame.pivot(index="dataset", columns="column", values="lr")
+        .reindex(columns=order)
+        .dropna(axis=1, how="all")
+    )
+    table = table.map(lambda v: f"{v:g}")
+    table.columns.name = None
+    table.insert(0, "scale", scale)
+    return table
+
+
+def _level(options: str) -> str:
+    """``"p=0.5, scale=1.0"`` -> ``"p=0.5"``: the concordance level of an ``sc`` cell's options."""
+    return next(part for part in options.split(", ") if part.startswith("p="))
+
+
+def lr_counts(chosen: pd.DataFrame, scale: str) -> pd.DataFrame:
+    """How often each lr of each grid was chosen (a grid whose edge wins often is too narrow)."""
+    counts = chosen.groupby(["optimizer", "lr"]).size().rename("times chosen").reset_index()
+    grids = LR_GRIDS[scale]
+    counts["grid position"] = [
+        "lowest" if lr == min(grids[o]) else "highest" if lr == max(grids[o]) else "inside"
+        for o, lr in zip(counts.optimizer, counts.lr, strict=True)
+    ]
+    counts.insert(0, "scale", scale)
+    return counts
+
+
+def before_after(study: Study, scale: str) -> pd.DataFrame:
+    """Per rule and recipe: the mean test accuracy over data sets and seeds under the fixed-lr protocol
+    ("before") and under early stopping with chosen lrs ("after"), on the data sets both ran."""
+    sets = set(study.before.dataset) & set(study.summary.dataset)
+    rows = []
+    for label, frame in (("before", study.before), ("after", study.summary)):
+        part = frame[frame.rule.isin(RULES) & frame.dataset.isin(sets)]
+        rows.append(part.groupby(["rule", "recipe"]).test_pct.mean().rename(f"{label} %"))
+    table = pd.concat(rows, axis=1).reindex([(r, c) for r in RULES for c in RECIPES.values()]).round(1)
+    table["change (pts)"] = (table["after %"] - table["before %"]).round(1)
+    table = table.reset_index()
+    table.insert(0, "scale", scale)
+    return table
+
+
+def verdict_change(study: Study, scale: str) -> pd.DataFrame:
+    """Each claim's verdict under the fixed-lr protocol ("before", its seeds) and under the new one."""
+    before, after = claims(study.before, scale), claims(study.summary, scale)
+    return pd.DataFrame(
+        {"claim": after.claim, "scale": scale, "before (fixed lr, short budget)": before.verdict,
+         "before: measured": before.measured, "after (chosen lr, early stopping)": after.verdict}
+    )  # fmt: skip
+
+
 # figures ---------------------------------------------------------------------------------------------------
+
+UPDATES = {"BN": "SGD (BN)", "BN+BM": "Batch Manhattan (BN+BM)"}
+
+
+def curves_figure(history: pd.DataFrame, sets: tuple[str, ...], before_steps: int) -> Figure:
+    """Validation accuracy over SGD steps, BP and frSF, with SGD (BN) and with Batch Manhattan (BN+BM), one
+    panel per data set (mean over seeds); the dotted line marks the "before" protocol's budget."""
+    curves = history[
+        (history.metric == "val_acc") & history.dataset.isin(sets) & history.rule.isin(["bp", "frsf"])
+        & history.recipe.isin(["BN", "BN+BM"]) & (history.epoch > 0)
+    ].copy()  # fmt: skip
+    curves["value"] *= 100
+    curves["update"] = curves.recipe.map(UPDATES)
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 3.6), squeeze=False, sharey=False)
+    for ax, name in zip(axes[0], sets, strict=True):
+        part = curves[curves.dataset == name]
+        sns.lineplot(data=part, x="step", y="value", hue="update", style="rule", errorbar=None, ax=ax,
+                     hue_order=list(UPDATES.values()), style_order=["bp", "frsf"])  # fmt: skip
+        ax.axvline(before_steps, color="grey", linestyle=":", linewidth=1, label="old budget")
+        ax.set_title(name)
+        ax.set_xlabel("SGD steps")
+        ax.set_ylabel("validation accuracy (%)")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        if ax is not axes[0][-1] and ax.get_legend():
+            ax.get_legend().remove()
+    if axes[0][-1].get_legend():
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1.0), title=None)
+    fig.tight_layout()
+    return fig
 
 
 def heatmap(summary: pd.DataFrame, scale: str) -> Figure:
     """Data set × (rule, recipe) mean test accuracy."""
     table = accuracy_table(summary, scale).drop(columns="scale")
-    fig, ax = plt.subplots(figsize=(0.55 * table.shape[1] + 3, 0.38 * table.shape[0] + 1.8))
+    fig, ax = plt.subplots(figsize=(0.36 * table.shape[1] + 2.6, 0.32 * table.shape[0] + 2.2))
     sns.heatmap(table, annot=True, fmt=".0f", cmap="viridis", vmin=0, vmax=100, ax=ax,
-                cbar_kws={"label": "test accuracy (%)"}, annot_kws={"fontsize": 7})  # fmt: skip
+                cbar_kws={"label": "test accuracy (%)"}, annot_kws={"fontsize": 9})  # fmt: skip
     ax.set_xlabel("rule and recipe (BN: batch norm, BM: Batch Manhattan)")
     ax.set_ylabel("data set")
     fig.tight_layout()

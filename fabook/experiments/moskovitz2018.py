@@ -28,7 +28,7 @@ from fabook.plots import layer_order
 from fabook.sweep import history_frame, read_results, run_sweep
 
 NOTEBOOK = "moskovitz2018_deep_cnns"
-SMOKE_DATASET = "fashion-mnist"
+SMOKE_DATASET = "fashion-mnist-small"
 """The data set of the ``smoke`` scale (one constant, to switch to a smaller packaged subset)."""
 
 RULES = ("bp", "fa", "usf", "frsf")
