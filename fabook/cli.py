@@ -103,7 +103,13 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=d["lr"], help="learning rate (default %(default)s)")
     p.add_argument("--momentum", type=float, default=d["momentum"], help="(default %(default)s)")
     p.add_argument("--weight-decay", type=float, default=d["weight_decay"], help="(default %(default)s)")
-    p.add_argument("--schedule", type=_none_or(str), default=d["schedule"], help="step:E1,E2,... or cosine")
+    p.add_argument(
+        "--schedule", type=_none_or(str), default=d["schedule"], help="step:E1,E2,...[;gamma=G] or cosine"
+    )
+    p.add_argument(
+        "--weight-decay-schedule", type=_none_or(str), default=d["weight_decay_schedule"],
+        help="E1:WD1,... (weight decay WD1 after epoch E1; e.g. 1:1e-4 cuts a large early decay once)",
+    )  # fmt: skip
     p.add_argument("--epochs", type=int, default=d["epochs"], help="(default %(default)s)")
     p.add_argument("--batch-size", type=int, default=d["batch_size"], help="(default %(default)s)")
     p.add_argument("--seed", type=int, default=d["seed"], help="(default %(default)s)")

@@ -39,7 +39,9 @@ from fabook.results import ResultFileError
 from fabook.train import Config, Result, load_result, lock_path, result_path, train, validate
 
 SPEC_KEYS = ("name", "base", "grid", "conditions")
-SCALAR_METRICS = ("lr", "train_loss", "train_acc", "test_loss", "test_acc", "val_loss", "val_acc", "time")
+SCALAR_METRICS = (
+    "lr", "weight_decay", "train_loss", "train_acc", "test_loss", "test_acc", "val_loss", "val_acc", "time"
+)  # fmt: skip
 
 
 def load_spec(spec: Mapping[str, Any] | str | Path) -> dict[str, Any]:

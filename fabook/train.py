@@ -33,7 +33,10 @@ from fabook import data, distributed, models, norm_constraint, results
 from fabook.results import FORMAT, ResultFileError
 
 OPTIMIZERS = ("sgd", "adam", "bm")
-SCHEDULES = ("None", "'step:E1,E2,...' (lr /10 at those epochs)", "'cosine'")
+SCHEDULES = (
+    "None", "'step:E1,E2,...' (lr /10 at those epochs)", "'step:E1,E2,...;gamma=G' (lr x G)", "'cosine'"
+)  # fmt: skip
+WEIGHT_DECAY_SCHEDULES = ("None", "'E1:WD1,E2:WD2,...' (weight decay WD1 from epoch E1 + 1 on, ...)")
 METRIC_BATCH = 256
 """Samples in the fixed train batch on which gradient alignment is measured."""
 EVAL_BATCH = 1024
@@ -47,8 +50,11 @@ same numbers."""
 class Config:
     """Everything that defines a cell. JSON-able; ``rule_options`` is stored sorted by name.
 
-    ``schedule``: None, ``"step:E1,E2,..."`` (lr divided by 10 after epochs E1, E2, ...) or ``"cosine"``
-    (cosine annealing to 0 over ``epochs``). ``optimizer="adam"`` ignores ``momentum``. ``metrics_every``:
+    ``schedule``: None, ``"step:E1,E2,..."`` (lr divided by 10 after epochs E1, E2, ...; with
+    ``";gamma=G"`` multiplied by G instead) or ``"cosine"`` (cosine annealing to 0 over ``epochs``).
+    ``weight_decay_schedule``: None or ``"E1:WD1,E2:WD2,..."`` — ``weight_decay`` until epoch E1, then WD1
+    (PFA's recipe: a large early decay cut once, ``weight_decay=0.03, weight_decay_schedule="1:9e-5"``).
+    ``optimizer="adam"`` ignores ``momentum``. ``metrics_every``:
     epochs between alignment measurements (0: never). ``num_workers``: DataLoader workers for data sets
     that are not held in memory. ``threads``: torch's CPU threads for the cell (the number of threads
     changes the order of float sums, so it is part of the cell: one key, one set of numbers).
@@ -72,6 +78,7 @@ class Config:
     momentum: float = 0.9
     weight_decay: float = 0.0
     schedule: str | None = None
+    weight_decay_schedule: str | None = None
     epochs: int = 10
     batch_size: int = 64
     seed: int = 0
@@ -90,6 +97,7 @@ class Config:
         for name in ("dataset", "model", "rule", "activation", "optimizer", "device"):
             _check_type(name, getattr(self, name), str)
         _check_type("schedule", self.schedule, str, optional=True)
+        _check_type("weight_decay_schedule", self.weight_decay_schedule, str, optional=True)
         _check_type("width", self.width, (int, float), optional=True)
         for name in ("batch_norm", "constrain_norm"):
             _check_type(name, getattr(self, name), bool)
@@ -284,14 +292,49 @@ def parse_schedule(schedule: str | None) -> tuple[str, list[int]] | None:
         return None
     if schedule == "cosine":
         return ("cosine", [])
-    match = re.fullmatch(r"step:(\d+(?:,\d+)*)", schedule.replace(" ", ""))
+    match = re.fullmatch(r"step:(\d+(?:,\d+)*)(;gamma=[0-9.eE+-]+)?", schedule.replace(" ", ""))
     if match:
         milestones = [int(m) for m in match.group(1).split(",")]
-        if milestones == sorted(set(milestones)) and milestones[0] > 0:
+        if milestones == sorted(set(milestones)) and milestones[0] > 0 and _step_gamma(schedule) > 0:
             return ("step", milestones)
     raise ValueError(
-        f"unknown schedule {schedule!r}; accepted: {', '.join(SCHEDULES)} (increasing epochs > 0)"
+        f"unknown schedule {schedule!r}; accepted: {', '.join(SCHEDULES)} (increasing epochs > 0, G > 0)"
     )
+
+
+def _step_gamma(schedule: str) -> float:
+    """The factor of a ``"step:...;gamma=G"`` schedule (0.1 without one; -1 when G is not a number)."""
+    _, _, text = schedule.replace(" ", "").partition(";gamma=")
+    try:
+        return float(text) if text else 0.1
+    except ValueError:
+        return -1.0
+
+
+def parse_weight_decay_schedule(schedule: str | None) -> list[tuple[int, float]]:
+    """``[(E1, WD1), ...]`` from ``"E1:WD1,E2:WD2,..."`` (epochs increasing, > 0; decays >= 0)."""
+    if schedule is None:
+        return []
+    try:
+        steps = [(int(e), float(wd)) for e, wd in (item.split(":") for item in schedule.split(","))]
+    except ValueError:
+        steps = []
+    epochs = [e for e, _ in steps]
+    if steps and epochs == sorted(set(epochs)) and epochs[0] > 0 and all(wd >= 0 for _, wd in steps):
+        return steps
+    raise ValueError(
+        f"unknown weight_decay_schedule {schedule!r}; accepted: {', '.join(WEIGHT_DECAY_SCHEDULES)} "
+        "(increasing epochs > 0, decays >= 0)"
+    )
+
+
+def weight_decay_at(config: Config, epoch: int) -> float:
+    """The weight decay that training epoch ``epoch`` (1-based) uses under the config's schedule."""
+    value = config.weight_decay
+    for after, wd in parse_weight_decay_schedule(config.weight_decay_schedule):
+        if epoch > after:
+            value = wd
+    return value
 
 
 def parse_device(name: str) -> torch.device:
@@ -321,6 +364,7 @@ def validate(config: Config, *, build: bool = True) -> torch.device:
     _check_name("optimizer", config.optimizer, OPTIMIZERS)
     fabook.get_rule(config.rule, **config.rule_options)
     parse_schedule(config.schedule)
+    parse_weight_decay_schedule(config.weight_decay_schedule)
     device = parse_device(config.device)
     lack = data.missing(config.dataset)
     if lack is not None:
@@ -374,7 +418,7 @@ def make_scheduler(
         return None
     kind, milestones = parsed
     if kind == "step":
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=_step_gamma(config.schedule))
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.epochs, 1))
 
 
@@ -669,6 +713,9 @@ def _train(cfg: Config, out_dir: str | Path | None, progress: bool) -> Result:
     for epoch in bar:
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
+        if cfg.weight_decay_schedule is not None:
+            for group in optimizer.param_groups:
+                group["weight_decay"] = weight_decay_at(cfg, epoch)
         batches = train_set.batches(distributed.local_batch(cfg.batch_size), epoch_generator(cfg.seed, epoch))
         train_loss, train_acc = distributed.average(device, *_train_epoch(net, optimizer, batches))
         test_loss, test_acc = evaluate(model, watch.batches(eval_batch))
@@ -683,6 +730,8 @@ def _train(cfg: Config, out_dir: str | Path | None, progress: bool) -> Result:
             f"{watched}_acc": test_acc,
             "time": time.perf_counter() - t0,
         }
+        if cfg.weight_decay_schedule is not None:
+            record["weight_decay"] = weight_decay_at(cfg, epoch)
         diverged = not math.isfinite(train_loss)
         if cfg.metrics_every and not diverged and (epoch % cfg.metrics_every == 0 or epoch == cfg.epochs):
             record["layers"] = alignment(model, *probe)

@@ -97,3 +97,18 @@ def test_gradient_alignment_leaves_the_global_random_state_alone():
     assert torch.equal(torch.get_rng_state(), state)
     pd_testing = pytest.importorskip("pandas.testing")
     pd_testing.assert_frame_equal(first, gradient_alignment(model, x, y))
+
+
+@pytest.mark.parametrize("rule, options", [("pfa", {"k": 3, "b_density": 0.5}), ("pfa-o", {})])
+def test_weight_alignment_of_pfa_measures_w_against_the_product_b_r(rule, options):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+    model = fabook.convert(net, rule, **options)
+    table = weight_alignment(model).set_index("layer")
+    for name, layer in fabook.layers.rule_layers(model):
+        b, r = layer.feedback_b.double(), layer.feedback_r.detach().double()
+        product = (b @ r.flatten(1)).reshape(layer.weight.shape)  # independent of the rule's tensordot
+        w = layer.weight.detach().double().flatten()
+        cos = float(w @ product.flatten() / (w.norm() * product.norm()))
+        assert table.loc[name, "angle_deg"] == pytest.approx(math.degrees(math.acos(cos)), abs=1e-4)
+        assert table.loc[name, "norm_ratio"] == pytest.approx(float(product.norm() / w.norm()), rel=1e-5)

@@ -61,6 +61,10 @@ def test_config_rejects_wrong_types_and_unknown_fields():
         (dict(optimizer="rmsprop"), ValueError, r"optimizer 'rmsprop'.*accepted: sgd, adam, bm"),
         (dict(schedule="linear"), ValueError, r"schedule 'linear'.*cosine"),
         (dict(schedule="step:5,3"), ValueError, r"schedule 'step:5,3'"),
+        (dict(schedule="step:2;gamma=-1"), ValueError, r"schedule 'step:2;gamma=-1'"),
+        (dict(weight_decay_schedule="1:x"), ValueError, r"weight_decay_schedule '1:x'.*accepted: None"),
+        (dict(weight_decay_schedule="2:1e-4,1:0"), ValueError, r"weight_decay_schedule '2:1e-4,1:0'"),
+        (dict(weight_decay_schedule="0:1e-4"), ValueError, r"epochs > 0"),
         (dict(rule="sc", rule_options={"q": 1}), TypeError, r"'q'"),
         (dict(device="tpu:0"), ValueError, r"device 'tpu:0'.*accepted: cpu"),
         (dict(dataset="iris", model="cnn"), ValueError, r"cnn cannot take input_shape \(4,\)"),
@@ -128,6 +132,7 @@ def test_measuring_alignment_does_not_change_training():
         dict(rule="brsf", schedule="step:2", metrics_every=1),
         dict(rule="kp", optimizer="bm", lr=1e-3, schedule="cosine", batch_norm=True, weight_decay=1e-3),
         dict(rule="wm", rule_options={"warmup": 3}, optimizer="adam", lr=1e-3),
+        dict(rule="pfa", rule_options={"k": 2}, weight_decay=0.3, weight_decay_schedule="1:1e-3,3:0"),
     ],
 )
 def test_resume_after_interrupt_gives_the_same_numbers(tmp_path, monkeypatch, changes):
@@ -204,6 +209,21 @@ def test_schedules_set_the_learning_rate():
     assert [h["lr"] for h in step.history] == pytest.approx([0.1, 0.01, 0.001])
     cosine = train(tiny(epochs=2, schedule="cosine", lr=0.1), progress=False)
     assert [h["lr"] for h in cosine.history] == pytest.approx([0.1, 0.05])
+    halved = train(tiny(epochs=3, schedule="step:1,2;gamma=0.5", lr=0.1), progress=False)
+    assert [h["lr"] for h in halved.history] == pytest.approx([0.1, 0.05, 0.025])
+
+
+def test_weight_decay_schedule_cuts_the_decay_once_and_the_cut_is_what_trains():
+    cfg = tiny(epochs=3, weight_decay=0.5, weight_decay_schedule="1:1e-4", rule="pfa", rule_options={"k": 2})
+    assert [train_module.weight_decay_at(cfg, e) for e in (1, 2, 3)] == [0.5, 1e-4, 1e-4]
+    cut = train(cfg, progress=False)
+    assert [h["weight_decay"] for h in cut.history] == [0.5, 1e-4, 1e-4]
+    assert "weight_decay" not in train(tiny(epochs=1), progress=False).history[-1]
+    # the schedule changes training: the same run with the large decay throughout ends elsewhere
+    kept = train(cfg.replace(weight_decay_schedule="5:0.5"), progress=False)
+    assert numbers(kept)[0] == numbers(cut)[0] and numbers(kept)[-1] != numbers(cut)[-1]
+    two = tiny(weight_decay_schedule="1:0.1,2:0")
+    assert [train_module.weight_decay_at(two, e) for e in (1, 2, 3)] == [0.0, 0.1, 0.0]
 
 
 class Plain(Dataset):
