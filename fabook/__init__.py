@@ -1,6 +1,6 @@
 """fabook: learning rules without weight symmetry as PyTorch layers, and a book reproducing their papers."""
 
-from fabook import metrics, optim
+from fabook import metrics, norm_constraint, optim
 from fabook.convert import convert
 from fabook.layers import Conv2d, Linear, exact_backprop, rule_layers
 from fabook.rules import RULES, Rule, get_rule
@@ -16,6 +16,7 @@ __all__ = [
     "exact_backprop",
     "get_rule",
     "metrics",
+    "norm_constraint",
     "optim",
     "rule_layers",
 ]

@@ -5,11 +5,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 
-import torch
-from torch import Tensor, nn
-from torch.nn.utils import parametrize
+from torch import nn
 
 from fabook.layers import Conv2d, Linear, RuleLayer
+from fabook.norm_constraint import record_norms
 from fabook.rules import DirectFeedbackAlignment, Rule, get_rule
 
 CONVERTIBLE: dict[type[nn.Module], type[RuleLayer]] = {nn.Linear: Linear, nn.Conv2d: Conv2d}
@@ -20,22 +19,6 @@ UNSUPPORTED: tuple[type[nn.Module], ...] = (
     nn.Bilinear, nn.RNNBase, nn.MultiheadAttention,
 )  # fmt: skip
 """Layers that transport weights in their backward pass but have no rule layer (checked after CONVERTIBLE)."""
-
-
-class FixedNorm(nn.Module):
-    """Parametrization ``W = n₀ · V / ‖V‖``: the weight keeps the norm ``n₀`` it had when constrained.
-
-    Moskovitz et al. (2018) hold each layer's forward weights at their initial norm so sign-concordant
-    feedback trains deep networks. As a parametrization the optimizer keeps updating the same parameter
-    (``parametrizations.weight.original``), unlike replacing the weight after each step.
-    """
-
-    def __init__(self, norm: Tensor) -> None:
-        super().__init__()
-        self.register_buffer("norm", norm.detach().clone())
-
-    def forward(self, v: Tensor) -> Tensor:
-        return v * (self.norm / v.norm())
 
 
 def _resolve_keep(convertible: list[str], unsupported: list[str], keep_bp: Iterable[str]) -> set[str]:
@@ -77,9 +60,11 @@ def convert(
 
     Forward outputs are unchanged (the copy holds the same weights). ``keep_bp`` names layers to leave as
     plain torch layers (names from ``model.named_modules()``, or ``"first"``/``"last"``; a string is one
-    name). ``constrain_norm`` holds each converted layer's weight at its current norm (:class:`FixedNorm`).
-    For DFA the copy gets the hook that catches the output error. Layers that transport weights but have no
-    rule layer (Conv1d, RNNs, attention, ...) raise unless kept as BP, so nothing silently stays backprop.
+    name). ``constrain_norm`` records each converted layer's current norm, to which
+    :func:`fabook.norm_constraint.rescale` returns its weight after every optimizer step (the training engine
+    hooks it in; in a loop of your own call :func:`fabook.norm_constraint.hold_norms` once). For DFA the copy
+    gets the hook that catches the output error. Layers that transport weights but have no rule layer
+    (Conv1d, RNNs, attention, ...) raise unless kept as BP, so nothing silently stays backprop.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model={model!r} is a {type(model).__name__}; accepted: a torch.nn.Module")
@@ -111,10 +96,7 @@ def convert(
         parent, _, child = name.rpartition(".")
         setattr(new.get_submodule(parent), child, done[id(module)])
     if constrain_norm:
-        for layer in done.values():
-            with torch.no_grad():
-                norm = layer.weight.norm()
-            parametrize.register_parametrization(layer, "weight", FixedNorm(norm))
+        record_norms(done.values())
     if isinstance(rule, DirectFeedbackAlignment):
         rule.attach(new)
     return new

@@ -19,10 +19,10 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-MODELS = ("mlp", "cnn", "cnn1d", "resnet20", "resnet18", "resnet50")
+MODELS = ("mlp", "cnn", "cnn1d", "resnet20", "resnet18", "resnet50", "deepcnn", "deepcnn-res")
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
-DEFAULT_WIDTH = {"mlp": 256, "cnn": 32, "cnn1d": 32}
-DEFAULT_DEPTH = {"mlp": 2, "cnn": 2, "cnn1d": 3, "resnet20": 20}
+DEFAULT_WIDTH = {"mlp": 256, "cnn": 32, "cnn1d": 32, "deepcnn": 16, "deepcnn-res": 16}
+DEFAULT_DEPTH = {"mlp": 2, "cnn": 2, "cnn1d": 3, "resnet20": 20, "deepcnn": 8, "deepcnn-res": 8}
 MIN_IMAGE_SIZE = 8
 SMALL_IMAGE_SIZE = 64  # below this, resnet18/resnet50 get the CIFAR stem
 SERIES_KERNEL = 7
@@ -34,6 +34,8 @@ _ACCEPTED_SHAPES = {
     "resnet20": f"images (C, H, W) with H, W >= {MIN_IMAGE_SIZE}",
     "resnet18": f"images (C, H, W) with H, W >= {MIN_IMAGE_SIZE}",
     "resnet50": f"images (C, H, W) with H, W >= {MIN_IMAGE_SIZE}",
+    "deepcnn": f"images (C, H, W) with H, W >= {MIN_IMAGE_SIZE}",
+    "deepcnn-res": f"images (C, H, W) with H, W >= {MIN_IMAGE_SIZE}",
 }
 
 
@@ -62,9 +64,13 @@ def build(
       ``base_width`` (resnet18/resnet50 only) is the stem's channels, torchvision's 64 by default; the four
       stages get ``base_width * (1, 2, 4, 8)`` planes (a narrow ResNet for small budgets).
 
-    ``batch_norm`` adds BatchNorm before each hidden activation of mlp/cnn/cnn1d (whose layers then drop
-    their bias); ResNets always have BatchNorm and ignore the flag. ``activation`` is one of relu, tanh,
-    sigmoid; ResNets accept relu only. Raises ValueError for unknown names and impossible combinations.
+    - ``deepcnn`` / ``deepcnn-res``: :class:`DeepCNN`, plain or residual, ``depth = 3n + 2`` weight layers
+      (default 8) and stage widths ``width``, 2·width, 4·width (default 16); for depth sweeps.
+
+    ``batch_norm`` adds BatchNorm before each hidden activation of mlp/cnn/cnn1d/deepcnn(-res) (whose
+    layers then drop their bias); the ResNets always have BatchNorm and ignore the flag. ``activation`` is
+    one of relu, tanh, sigmoid; the ResNets accept relu only. Raises ValueError for unknown names and
+    impossible combinations.
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; accepted: {', '.join(MODELS)}")
@@ -92,6 +98,13 @@ def build(
         d = _depth(name, depth, 1)
         _require(shape[1] >= 2**d, name, f"L >= 2**depth = {2**d} for depth {d}", shape)
         return _cnn1d(shape[0], num_classes, _width(name, width), d, batch_norm, activation)
+    if name.startswith("deepcnn"):
+        depth = DEFAULT_DEPTH[name] if depth is None else depth
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 2 or (depth - 2) % 3:
+            raise ValueError(f"{name} depth must be 3n + 2 weight layers (2, 5, 8, 11, ...); got {depth!r}")
+        c = _image(name, shape)[0]
+        return DeepCNN(c, num_classes, _width(name, width), (depth - 2) // 3, batch_norm, activation,
+                       residual=name == "deepcnn-res")  # fmt: skip
     if name == "resnet20":
         return _resnet20(_image(name, shape)[0], num_classes, width, depth)
     return _torchvision_resnet(name, _image(name, shape), num_classes, width, depth, base_width)
@@ -168,6 +181,61 @@ class CifarResNet(nn.Module):
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class ConvUnit(nn.Module):
+    """One conv3x3 -> [BN] -> activation; with ``residual``, ``act(BN(conv x) + shortcut(x))`` (option A)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, batch_norm: bool, activation: str, residual: bool):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=not batch_norm)
+        self.bn = nn.BatchNorm2d(c_out) if batch_norm else nn.Identity()
+        self.act = ACTIVATIONS[activation]()
+        changes = stride != 1 or c_in != c_out
+        self.shortcut = (ShortcutA(c_in, c_out, stride) if changes else nn.Identity()) if residual else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn(self.conv(x))
+        return self.act(out if self.shortcut is None else out + self.shortcut(x))
+
+
+class DeepCNN(nn.Module):
+    """A convolutional network whose depth is one knob, plain or residual (for depth sweeps).
+
+    ``conv0`` (conv3x3, ``width`` channels) -> [BN] -> act -> maxpool2, then 3 stages of ``n`` conv units
+    with ``width``, 2·width, 4·width channels (the first unit of stages 2 and 3 has stride 2), global average
+    pooling and a linear ``head``: ``3n + 2`` weight layers. With ``residual`` each unit adds its input
+    through a parameter-free shortcut (:class:`ShortcutA`), so every weight layer is on the main path, as in
+    the plain network. Convolutions are He-initialized (Kaiming-normal, fan-in, ReLU gain) so that the plain
+    network without batch norm keeps its signal's size with depth.
+    """
+
+    def __init__(
+        self, in_channels: int, num_classes: int, width: int, n: int, batch_norm: bool, activation: str,
+        residual: bool,
+    ):  # fmt: skip
+        super().__init__()
+        self.conv0 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=not batch_norm)
+        self.bn0 = nn.BatchNorm2d(width) if batch_norm else nn.Identity()
+        self.act0 = ACTIVATIONS[activation]()
+        self.pool0 = nn.MaxPool2d(2)
+        c_in = width
+        for i in range(3):
+            c = width * 2**i
+            units = [ConvUnit(c_in if j == 0 else c, c, 2 if i and j == 0 else 1, batch_norm, activation,
+                              residual) for j in range(n)]  # fmt: skip
+            self.add_module(f"stage{i + 1}", nn.Sequential(*units))
+            c_in = c if n else c_in
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(c_in, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool0(self.act0(self.bn0(self.conv0(x))))
+        x = self.stage3(self.stage2(self.stage1(x)))
+        return self.head(torch.flatten(self.avgpool(x), 1))
 
 
 def _require(ok: bool, name: str, accepted: str, shape: tuple[int, ...]) -> None:

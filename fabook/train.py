@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 import fabook
-from fabook import data, distributed, models, results
+from fabook import data, distributed, models, norm_constraint, results
 from fabook.results import FORMAT, ResultFileError
 
 OPTIMIZERS = ("sgd", "adam", "bm")
@@ -722,6 +722,8 @@ def _train(cfg: Config, out_dir: str | Path | None, progress: bool) -> Result:
     watch, watched = (_Data(val, device, cfg.num_workers), "val") if val is not None else (test_set, "test")
     stopper = _EarlyStopping(cfg.patience) if val is not None else None
     optimizer = make_optimizer(cfg, model.parameters())
+    if cfg.constrain_norm:
+        norm_constraint.hold_norms(optimizer, model)
     scheduler = make_scheduler(cfg, optimizer)
     probe = train_set.sample(METRIC_BATCH, cfg.seed) if cfg.metrics_every else None
     eval_batch = max(cfg.batch_size, EVAL_BATCH if test_set.tensors is not None else 256)
