@@ -179,12 +179,12 @@ def test_the_engine_holds_the_norm(monkeypatch):
 
     seen, evaluate = [], engine.evaluate
 
-    def checked(model, batches):  # after every epoch's last step, before the test pass
+    def checked(model, batches, **options):  # after every epoch's last step, before the test pass
         layers = norm_constraint.constrained(model)
         seen.append(
             max(abs(layer.weight.norm().item() / layer.weight_norm.item() - 1) for _, layer in layers)
         )
-        return evaluate(model, batches)
+        return evaluate(model, batches, **options)
 
     monkeypatch.setattr(engine, "evaluate", checked)
     cfg = Config(dataset="iris", model="mlp", width=8, rule="kp", constrain_norm=True, epochs=2,
