@@ -116,3 +116,22 @@ def save_figure(fig: Figure, notebook: str, name: str) -> list[Path]:
         os.replace(tmp, path)
         paths.append(path)
     return paths
+
+
+def require_data(names: list[str] | tuple[str, ...], scale: str, download: bool) -> None:
+    """Download ``names`` first when ``download``; then FileNotFoundError naming every data set that is still
+    missing and how to get it (before any training)."""
+    from fabook import data
+
+    if download:
+        for name in names:
+            data.load(name, download=True)
+    missing = {d: why for d in names if (why := data.missing(d))}
+    if missing:
+        lines = "\n".join(
+            f"- {d}: missing {why}; get it with: {data.get_info(d).fetch}" for d, why in missing.items()
+        )
+        raise FileNotFoundError(
+            f"data sets missing for scale {scale!r} (or set download = True in the parameters cell; "
+            f"it needs the internet, as on Colab):\n{lines}"
+        )

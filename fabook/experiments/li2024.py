@@ -22,7 +22,7 @@ from fabook import claims as cl
 from fabook import data
 from fabook.book import check_scale
 from fabook.cli import runs_dir
-from fabook.notebook import check_positive
+from fabook.notebook import check_positive, require_data
 from fabook.plots import layer_order
 from fabook.sweep import history_frame, read_results, run_sweep
 
@@ -163,20 +163,7 @@ def cell(arch: str, rule: str, options: dict, part: dict, dataset: str, max_test
 
 
 def _check_data(params: Params) -> None:
-    s = params.settings
-    names = sorted(set(s["datasets"].values()))
-    if params.download:
-        for name in names:
-            data.load(name, download=True)
-    missing = {d: why for d in names if (why := data.missing(d))}
-    if missing:
-        lines = "\n".join(
-            f"- {d}: missing {why}; get it with: {data.get_info(d).fetch}" for d, why in missing.items()
-        )
-        raise FileNotFoundError(
-            f"data sets missing for scale {params.scale!r} (or set download = True in the parameters cell; "
-            f"it needs the internet, as on Colab):\n{lines}"
-        )
+    require_data(sorted(set(params.settings["datasets"].values())), params.scale, params.download)
 
 
 def comparison_spec(params: Params) -> dict:

@@ -29,7 +29,7 @@ from fabook import claims as cl
 from fabook import data, select
 from fabook.book import check_scale
 from fabook.cli import runs_dir
-from fabook.notebook import check_positive
+from fabook.notebook import check_positive, require_data
 from fabook.sweep import expand, history_frame, read_results, run_sweep
 from fabook.train import format_options, validate
 
@@ -209,20 +209,7 @@ def patience_for(epochs: int) -> int:
 
 def check_data(params: Params) -> None:
     """FileNotFoundError naming every missing data set and how to get it (after downloading, if asked)."""
-    s = params.settings
-    if params.download:
-        for name in s["datasets"]:
-            data.load(name, download=True)
-    missing = {d: data.missing(d) for d in s["datasets"]}
-    missing = {d: why for d, why in missing.items() if why}
-    if missing:
-        lines = "\n".join(
-            f"- {d}: missing {why}; get it with: {data.get_info(d).fetch}" for d, why in missing.items()
-        )
-        raise FileNotFoundError(
-            f"data sets missing for scale {params.scale!r} (or set download = True in the parameters "
-            f"cell; it needs the internet, as on Colab):\n{lines}"
-        )
+    require_data(list(params.settings["datasets"]), params.scale, params.download)
 
 
 def conditions(params: Params, *, before: bool = False) -> list[dict]:
