@@ -232,11 +232,28 @@ def _resize_direct_feedback(module: nn.Module, state_dict: dict, prefix: str, *a
         module.direct_feedback = torch.empty_like(saved, device=module.direct_feedback.device)
 
 
+def uniform_levels(out: Tensor, high: float) -> Tensor:
+    """``out`` filled, in place, with i.i.d. draws from the 2¹⁶ levels ``(k + ½)·high/2¹⁶`` of (0, high).
+
+    One 64-bit draw of torch's generator makes four magnitudes (``k`` is 16 of its bits): on CPU ``uniform_``
+    spends a serial 32-bit draw on every element, twice this cost for a weight-sized tensor.
+    """
+    n = out.numel()
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=out.device).random_(-(2**63), 2**63 - 1)
+    k = bits.view(torch.int16)[:n].view(out.shape)  # uniform on −2¹⁵ … 2¹⁵ − 1
+    step = high / 2**16
+    offset = torch.tensor(step * (2**15 + 0.5), dtype=out.dtype, device=out.device)
+    return torch.add(offset, k, alpha=step, out=out)
+
+
 class SignSymmetry(Rule):
     """Sign symmetry (Liao, Leibo & Poggio 2016): ``B = sign(W) ⊙ M``; the signs follow ``W`` every step.
 
     The variants differ only in the magnitudes ``M`` (subclasses below). ``scale`` sets their size; random
-    magnitudes are drawn ``U(0, 2·scale)``, so their mean equals uSF's magnitude.
+    magnitudes are i.i.d. uniform on (0, 2·scale), so their mean equals uSF's magnitude: on the 2¹⁶ evenly
+    spaced levels ``(k + ½)·2·scale/2¹⁶``, ``k = 0 … 2¹⁶ − 1`` (:func:`uniform_levels`; strictly positive,
+    variance within 4e-10 of the continuous uniform's, and half the cost of ``uniform_`` on CPU, which
+    matters for brSF's redraw every batch).
 
     - ``scale="fan_in"`` (the default; our choice, not the paper's): ``1/√fan_in``, the bound of torch's
       default initialization, so each layer multiplies the error by about ``√(fan_out/fan_in)`` as a
@@ -258,9 +275,10 @@ class SignSymmetry(Rule):
     def _scale(self, layer: RuleLayer) -> float:
         return 1.0 / math.sqrt(layer.fan_in) if self.scale == "fan_in" else float(self.scale)
 
-    def _draw_magnitude(self, layer: RuleLayer) -> Tensor:
+    def _draw_magnitude(self, layer: RuleLayer, out: Tensor | None = None) -> Tensor:
         w = layer.weight
-        return torch.empty(w.shape, device=w.device, dtype=w.dtype).uniform_(0.0, 2.0 * self._scale(layer))
+        out = torch.empty(w.shape, device=w.device, dtype=w.dtype) if out is None else out
+        return uniform_levels(out, 2.0 * self._scale(layer))
 
     def magnitude(self, layer: RuleLayer) -> Tensor | float:
         return layer.feedback_magnitude
@@ -297,7 +315,7 @@ class BatchRandomSignFeedback(SignSymmetry):
             if torch._C._are_functorch_transforms_active():  # they forbid in-place writes to a buffer
                 layer.feedback_magnitude = self._draw_magnitude(layer)
             else:  # the same numbers, without a second weight-sized tensor in the step
-                layer.feedback_magnitude.uniform_(0.0, 2.0 * self._scale(layer))
+                self._draw_magnitude(layer, out=layer.feedback_magnitude)
         return super().backward(layer, x, grad_y, needs)
 
 

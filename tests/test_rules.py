@@ -392,3 +392,29 @@ def test_layers_move_with_dtype():
     layer(x).sum().backward()
     assert x.grad.dtype == DT and layer.feedback_flip.dtype == DT
     assert F.conv2d(x, layer.weight).dtype == DT
+
+
+@pytest.mark.parametrize("shape", [(7, 3), (1000,), (2, 3, 5, 5)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_uniform_levels_are_iid_uniform_on_the_grid(shape, dtype):
+    from fabook.rules import uniform_levels
+
+    torch.manual_seed(0)
+    high = 0.3
+    draws = torch.stack([uniform_levels(torch.empty(shape, dtype=dtype), high) for _ in range(400)])
+    k = draws.double() / (high / 2**16) - 0.5
+    atol = 0.02 if dtype == torch.float32 else 1e-6  # float32 holds k + ½ ≤ 2¹⁶ to about 0.004
+    torch.testing.assert_close(k, k.round(), rtol=0, atol=atol)  # on the levels (k + ½)·high/2¹⁶
+    assert k.round().min() >= 0 and k.round().max() <= 2**16 - 1
+    n = draws.numel()
+    assert abs(draws.double().mean().item() - high / 2) < 5 * high / math.sqrt(12 * n)
+    counts = torch.histc(draws.double(), bins=8, min=0.0, max=high)  # equal bins: a χ² test, 7 dof
+    chi2 = ((counts - n / 8) ** 2 / (n / 8)).sum().item()
+    assert chi2 < 24.3  # p = 0.001
+    flat = draws.reshape(400, -1).double()
+    if flat.shape[1] > 1:  # neighbouring elements and successive draws uncorrelated
+        for a, b in ((flat[:, :-1], flat[:, 1:]), (flat[:-1], flat[1:])):
+            r = torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()
+            assert abs(r) < 5 / math.sqrt(a.numel())
+    torch.manual_seed(0)
+    torch.testing.assert_close(uniform_levels(torch.empty(shape, dtype=dtype), high), draws[0], rtol=0, atol=0)
