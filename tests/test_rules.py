@@ -417,4 +417,6 @@ def test_uniform_levels_are_iid_uniform_on_the_grid(shape, dtype):
             r = torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()
             assert abs(r) < 5 / math.sqrt(a.numel())
     torch.manual_seed(0)
-    torch.testing.assert_close(uniform_levels(torch.empty(shape, dtype=dtype), high), draws[0], rtol=0, atol=0)
+    torch.testing.assert_close(
+        uniform_levels(torch.empty(shape, dtype=dtype), high), draws[0], rtol=0, atol=0
+    )

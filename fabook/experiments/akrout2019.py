@@ -67,6 +67,7 @@ def resnet_lr(batch: int) -> float:
     75 %.)"""
     return LR_PER_256 * batch / 256
 
+
 MLP_LR = {"bp": 0.2, "fa": 0.2, "wm": 0.05, "kp": 0.3}
 """Akrout's code's learning rates for the MNIST MLP (plain SGD, batch 128)."""
 
