@@ -111,6 +111,13 @@ def cost_table(rows: list[dict]) -> str:
             f"{r['mem_ratio']:.2f}×", f"{r['step_mem_ratio']:.2f}×",
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
+    floor = next((r for r in rows if r["rule"] == "floor:kp"), None)
+    if floor is not None:
+        cells = [
+            "KP's floor: torch + B's optimizer update", _ratio(floor), "—", f"{_ms(floor):.1f}", "—",
+            f"{floor['mem_mb']:.1f}", f"{floor['mem_ratio']:.2f}×", f"{floor['step_mem_ratio']:.2f}×",
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

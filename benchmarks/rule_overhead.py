@@ -51,6 +51,10 @@ costs ``classes·numel(x)``; WM's mirror step ``2·probes·numel(W)`` per step. 
 (activations, BatchNorm, the optimizer, sign rules' ``sign(W)·M``, brSF's redraw, WM's ``lerp``) is not
 counted, so the MAC ratio predicts the step-time ratio only where matmuls dominate.
 
+**KP's floor** (row ``floor:kp``, with ``kp`` in the main study): plain torch whose every weight has a
+W-shaped twin that gets a copy of the weight's gradient and its own optimizer update — KP's ``B`` without
+the rule layer. No implementation of KP that lets the optimizer update ``B`` can cost less.
+
 **BioTorch** (``--biotorch``, on when the package imports): the same step through
 ``biotorch.module.biomodule.BioModule(model, mode)`` for the rules BioTorch also has (fa, usf, brsf, frsf),
 rows named ``biotorch:<rule>``, timed in the same interleaved rounds. It installs with
@@ -183,6 +187,23 @@ def biotorch_model(plain: nn.Module, rule: str) -> nn.Module:
 
     with contextlib.redirect_stdout(io.StringIO()):
         return BioModule(copy.deepcopy(plain), mode=rule)
+
+
+class KPFloor(nn.Module):
+    """Plain torch plus the part of KP's cost no implementation can avoid: every Linear/Conv2d weight gets a
+    W-shaped twin (KP's ``B``) that receives a copy of the weight's gradient and its own optimizer update,
+    while the layers stay ``torch.nn``'s. Holds a copy of ``plain``."""
+
+    def __init__(self, plain: nn.Module) -> None:
+        super().__init__()
+        self.net = copy.deepcopy(plain)
+        weights = [m.weight for m in self.net.modules() if type(m) in (nn.Linear, nn.Conv2d)]
+        self.twins = nn.ParameterList([nn.Parameter(w.detach().clone()) for w in weights])
+        for w, twin in zip(weights, self.twins, strict=True):
+            w.register_post_accumulate_grad_hook(lambda w, t=twin: setattr(t, "grad", w.grad.clone()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
 
 def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
@@ -325,6 +346,9 @@ def run_model(
     for rule in rules:
         model = fabook.convert(plain, rule)
         variants.append(Variant(rule, model, make_optimizer(model)))
+    if "kp" in rules and study == "main":
+        model = KPFloor(plain)
+        variants.append(Variant("floor:kp", model, make_optimizer(model)))
     for rule in BIOTORCH_RULES if args.biotorch else ():
         if rule in rules:
             model = biotorch_model(plain, rule).to(device)
