@@ -220,15 +220,24 @@ def page(cpu: dict, scaling: dict | None, gpu: dict | None) -> str:
         "order each round). A ratio is the median step time of the rule over the rounds divided by plain "
         "torch's, which decides a target; *paired* is the median over rounds of `t_rule / t_torch` measured "
         "in the same round, with its interquartile range in brackets: how far to trust the ratio. "
-        f"The machine these CPU numbers come from was shared with other jobs (load average {load} on "
-        f"{env['cores']} cores during the run): on one thread the CPU-time clock is little disturbed by "
-        "them, but a ratio within its bracket of a target is not decided by one run.",
+        f"Load average on the machine at the start and the end of the CPU run: {load} on {env['cores']} "
+        "cores"
+        + (
+            " — it was shared with other jobs: on one thread the CPU-time clock is little disturbed by them"
+            if max((lo[0] for lo in loads if lo), default=0.0) > env["cores"]
+            else ""
+        )
+        + ". A ratio within its bracket of a target is not decided by one run.",
         "",
         "## On the CPU",
         "",
         provenance(cpu, "CPU run"),
         "",
         tables(cpu),
+        "",
+        "*KP's floor* (where shown): plain `torch.nn` layers whose every weight has a twin that gets a "
+        "copy of the weight's gradient and its own optimizer update — KP's `B` without the rule layer. Any "
+        "KP whose `B` is updated by the optimizer, as the rule says, costs at least this.",
         "",
         "*Memory*: everything the model holds during a step (parameters, buffers, optimizer state, the "
         "step's own peak) against plain torch — it includes a rule's feedback state, such as FA's `B` — and, "
