@@ -393,10 +393,12 @@ def validate(config: Config, *, build: bool = True) -> torch.device:
 
 
 def build_model(config: Config) -> nn.Module:
-    """The config's architecture for its data set, converted to its rule (on the CPU)."""
+    """The config's architecture for its data set (as many outputs as the set has classes: an ImageNet
+    folder may hold fewer than 1000), converted to its rule (on the CPU)."""
     info = data.CATALOGUE[config.dataset]
+    classes = data.num_classes(config.dataset, config.data_root)
     model = models.build(
-        config.model, info.input_shape, info.num_classes, width=config.width, depth=config.depth,
+        config.model, info.input_shape, classes, width=config.width, depth=config.depth,
         batch_norm=config.batch_norm, activation=config.activation, base_width=config.base_width,
     )  # fmt: skip
     return fabook.convert(

@@ -373,3 +373,7 @@ def test_imagefolder_trains_with_the_imagenet_transforms_and_top5(tmp_path):
     assert 0 <= result.test_acc <= result.test_top5 <= 1 and result.test_top5 < 1  # 11 classes: top-5 < all
     split = data.load("imagenet", root=tmp_path / "folder")
     assert split.info.num_classes == 11 and split.train[0][0].shape == (3, 224, 224)
+    assert data.num_classes("imagenet", tmp_path / "folder") == 11  # the folder's, not ILSVRC's 1000
+    assert data.num_classes("imagenet", tmp_path / "nothing") == 1000 and data.num_classes("digits") == 10
+    head = train_module.build_model(cfg).fc
+    assert head.out_features == 11

@@ -29,6 +29,7 @@ __all__ = [
     "get_info",
     "load",
     "missing",
+    "num_classes",
 ]
 
 
@@ -41,6 +42,18 @@ def missing(name: str, root: str | Path | None = None) -> str | None:
     get_info(name)
     module = offline if name in offline.LOADERS else paper
     return module.missing(name, _root(root))
+
+
+def num_classes(name: str, root: str | Path | None = None) -> int:
+    """The classes a model for ``name`` must tell apart: the catalogue's, except for an ImageNet folder
+    that is there, whose ``train/`` may hold a subset of the 1000 (its class folders, as ``ImageFolder``
+    counts them)."""
+    info = get_info(name)
+    if name == "imagenet" and missing(name, root) is None:
+        from torchvision.datasets.folder import find_classes
+
+        return len(find_classes(str(paper.imagenet_dir(_root(root)) / "train"))[0])
+    return info.num_classes
 
 
 def available(name: str, root: str | Path | None = None) -> bool:
