@@ -32,7 +32,10 @@ def _cell(value: object, digits: int) -> tuple[str, bool]:
     if isinstance(value, bool | np.bool_):
         return str(bool(value)), False
     if isinstance(value, float | np.floating):
-        return str(round(float(value), digits)), True
+        rounded = round(float(value), digits)
+        if rounded == 0 and value != 0:  # a small number (an lr of 1.6e-05) must not read as 0.0
+            return f"{float(value):.{max(digits, 2)}g}", True
+        return str(rounded), True
     return str(value), isinstance(value, int | np.integer)
 
 

@@ -423,6 +423,8 @@ def test_display_shows_tables_whole_and_passes_the_page_check() -> None:
     frame = pd.DataFrame({"claim": [claim, "short"], "sd": [np.nan, 0.51234], "n": [3, 4], "scale": "cpu"})
     html = display.to_html(frame)
     assert claim.strip() in html and "nan" not in html.lower() and ">0.51<" in html
+    small = display.to_html(pd.DataFrame({"lr": [1.5625e-5, 0.001, 0.0]}))
+    assert ">1.6e-05<" in small and ">0.001<" in small and ">0.0<" in small  # small is not zero
     assert book.page_problems(Path("p.html"), page(html)) == []
     wide = pd.DataFrame([range(9)], columns=["scale", *"abcdefgh"])
     parts = display.to_html(wide, max_columns=5, repeat=["scale"]).split("<table>")[1:]

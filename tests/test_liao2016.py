@@ -67,6 +67,7 @@ def test_the_documented_iris_override_runs_to_the_end(tmp_path, monkeypatch):
     assert lrs.index.tolist() == ["iris"] and "bp BN" in lrs and "sc p=0.5 BN+BM" in lrs
     counts = liao2016.lr_counts(study.chosen, "smoke")
     assert counts["times chosen"].sum() == per_set
+    assert set(counts.lr) <= {f"{v:g}" for grid in liao2016.LR_GRIDS["smoke"].values() for v in grid}
     change = liao2016.before_after(study, "smoke")
     assert len(change) == 20 and change["after %"].notna().all()
     history = study.history

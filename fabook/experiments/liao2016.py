@@ -525,6 +525,7 @@ def lr_counts(chosen: pd.DataFrame, scale: str) -> pd.DataFrame:
         "lowest" if lr == min(grids[o]) else "highest" if lr == max(grids[o]) else "inside"
         for o, lr in zip(counts.optimizer, counts.lr, strict=True)
     ]
+    counts["lr"] = counts.lr.map(lambda v: f"{v:g}")
     counts.insert(0, "scale", scale)
     return counts
 
