@@ -524,7 +524,8 @@ def load() -> dict[str, object]:
 
 
 def commit() -> dict[str, object]:
-    """The checkout's commit and whether its tracked files had changes (None outside git)."""
+    """The checkout's commit and whether its tracked files had changes (None outside git); the results
+    folder does not count: a run that follows another finds that one's file written, not the code changed."""
     root = Path(__file__).resolve().parents[1]
 
     def git(*a: str) -> str | None:
@@ -534,7 +535,9 @@ def commit() -> dict[str, object]:
     head = git("rev-parse", "HEAD")
     return {
         "commit": head,
-        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if head else None,
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"))
+        if head
+        else None,
     }
 
 
