@@ -89,6 +89,16 @@ def _ms(row: dict) -> float:
     return row["cpu_ms"] if row["clock"] == "cpu" else row["ms"]
 
 
+def _cost_row(label: str, r: dict, bio: dict | None) -> str:
+    """One table line: ``r``'s ratios, time, target and memory, beside BioTorch's ``bio`` (None: a dash)."""
+    target = "—" if r["target"] is None else f"≤ {r['target']:.2f}×: {'met' if r['passed'] else '**missed**'}"
+    cells = [
+        label, _ratio(r), _ratio(bio) if bio else "—", f"{_ms(r):.1f}", target, f"{r['mem_mb']:.1f}",
+        f"{r['mem_ratio']:.2f}×", f"{r['step_mem_ratio']:.2f}×",
+    ]  # fmt: skip
+    return "| " + " | ".join(cells) + " |"
+
+
 def cost_table(rows: list[dict]) -> str:
     """One model's rules: fabook's and BioTorch's step-time ratio to plain torch, time, memory, target."""
     base = next(r for r in rows if r["rule"] == "torch")
@@ -102,22 +112,10 @@ def cost_table(rows: list[dict]) -> str:
     for r in sorted(
         (r for r in rows if r["rule"] != "torch" and ":" not in r["rule"]), key=lambda r: _order(r["rule"])
     ):
-        b = bio.get(r["rule"])
-        target = (
-            "—" if r["target"] is None else f"≤ {r['target']:.2f}×: {'met' if r['passed'] else '**missed**'}"
-        )
-        cells = [
-            r["rule"], _ratio(r), _ratio(b) if b else "—", f"{_ms(r):.1f}", target, f"{r['mem_mb']:.1f}",
-            f"{r['mem_ratio']:.2f}×", f"{r['step_mem_ratio']:.2f}×",
-        ]  # fmt: skip
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(_cost_row(r["rule"], r, bio.get(r["rule"])))
     floor = next((r for r in rows if r["rule"] == "floor:kp"), None)
     if floor is not None:
-        cells = [
-            "KP's floor: torch + B's optimizer update", _ratio(floor), "—", f"{_ms(floor):.1f}", "—",
-            f"{floor['mem_mb']:.1f}", f"{floor['mem_ratio']:.2f}×", f"{floor['step_mem_ratio']:.2f}×",
-        ]  # fmt: skip
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(_cost_row("KP's floor: torch + B's optimizer update", floor, None))
     return "\n".join(lines)
 
 

@@ -241,9 +241,8 @@ class Plain(Dataset):
         return self.dataset[i]
 
 
-def test_dataloader_path_matches_tensor_fast_path(monkeypatch):
-    cfg = tiny(max_train=201, metrics_every=1)  # 201 = 4 * 50 + 1: the lone last sample is dropped
-    fast = train(cfg, progress=False)
+def through_dataloader(monkeypatch) -> None:
+    """Make every data set load as a plain Dataset, so the engine takes its DataLoader path."""
     load = data.load
 
     def wrapped(*args, **kwargs):
@@ -252,6 +251,12 @@ def test_dataloader_path_matches_tensor_fast_path(monkeypatch):
         return split
 
     monkeypatch.setattr(data, "load", wrapped)
+
+
+def test_dataloader_path_matches_tensor_fast_path(monkeypatch):
+    cfg = tiny(max_train=201, metrics_every=1)  # 201 = 4 * 50 + 1: the lone last sample is dropped
+    fast = train(cfg, progress=False)
+    through_dataloader(monkeypatch)
     slow = train(cfg, progress=False)
     assert numbers(slow) == numbers(fast)
 
@@ -336,14 +341,7 @@ def test_augmentation_is_validated_seeded_and_same_on_both_paths(monkeypatch):
     cfg = tiny(augment="crop-flip", epochs=1)
     plain, augmented = train(tiny(epochs=1), progress=False), train(cfg, progress=False)
     assert numbers(augmented) == numbers(train(cfg, progress=False)) != numbers(plain)
-    load = data.load
-
-    def wrapped(*args, **kwargs):
-        split = load(*args, **kwargs)
-        split.train, split.test = Plain(split.train), Plain(split.test)
-        return split
-
-    monkeypatch.setattr(data, "load", wrapped)
+    through_dataloader(monkeypatch)
     assert numbers(train(cfg, progress=False)) == numbers(augmented)
 
 
