@@ -10,6 +10,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from fabook import book
+from fabook.book import execution, staging
 
 ROOT = Path(__file__).resolve().parents[1]
 COLAB = "https://colab.research.google.com/github/fabook/fabook/blob/main/notebooks/{}.ipynb"
@@ -280,14 +281,14 @@ def test_stage_keeps_stderr_and_test_cells_off_the_page() -> None:
         nbformat.v4.new_output("stream", name="stderr", text="TqdmWarning: IProgress not found"),
         nbformat.v4.new_output("stream", name="stdout", text="kept"),
     ]
-    book._for_the_page(nb)
+    staging._for_the_page(nb)
     assert [o.name for o in nb.cells[0].outputs] == ["stdout"]
     assert nb.cells[1].metadata.tags == ["remove-cell"] and nb.cells[0].metadata.tags == []
 
 
 def test_sweep_progress_reaches_the_terminal_once_per_cell() -> None:
     lines: list[str] = []
-    progress = book._SweepProgress("  ", lines.append, every=0)
+    progress = execution._SweepProgress("  ", lines.append, every=0)
     progress.write("TqdmWarning: IProgress not found\n")
     bar = "\rliao: {:3d}%|#   | {}/8 [00:{:02d}<00:30, 1.1s/cell]"
     for done in (0, 1, 1, 8):
@@ -299,7 +300,7 @@ def test_sweep_progress_reaches_the_terminal_once_per_cell() -> None:
         "  sweep liao: 8/8 cells (00:08 elapsed)",
     ]
     lines.clear()
-    throttled = book._SweepProgress("", lines.append, every=3600)
+    throttled = execution._SweepProgress("", lines.append, every=3600)
     for done in range(9):
         throttled.write(bar.format(done * 12, done, done))
     assert [line.split(":")[1] for line in lines] == [
