@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from fabook import launch, results
 from fabook.interrupt import sigterm_as_interrupt
+from fabook.progress import bar as progress_bar
 from fabook.results import ResultFileError
 from fabook.train import Config, Result, load_result, lock_path, result_path, train, validate
 
@@ -240,7 +240,9 @@ def run_sweep(
             todo.append(cfg)
     if todo:
         results.check_folder(out)
-    bar = tqdm(total=len(configs), initial=len(done), desc=spec["name"], unit="cell", disable=not progress)
+    bar = progress_bar(
+        total=len(configs), initial=len(done), desc=spec["name"], unit="cell", disable=not progress
+    )
     if engine == "submitit" and todo:
         done |= launch.run_submitit(todo, out, **(engine_options or {}))
         bar.update(len(todo))

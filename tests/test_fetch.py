@@ -151,7 +151,8 @@ def test_reachable_answers_within_its_timeout(monkeypatch: pytest.MonkeyPatch) -
     assert not fetch.reachable(f"http://127.0.0.1:{port}/data", timeout=2)  # closed: refused at once
 
     def hangs(*args: object, **kwargs: object) -> None:  # a name lookup no DNS server answers
-        time.sleep(5)
+        time.sleep(2)
+        raise socket.gaierror("Temporary failure in name resolution")
 
     monkeypatch.setattr(fetch.socket, "create_connection", hangs)
     start = time.monotonic()

@@ -95,7 +95,7 @@ def ensure(name: str, root: str | Path | None = None, *, timeout: float = PROBE_
     """Make ``name`` loadable offline under ``root`` (default :func:`fabook.data.default_root`); say how.
 
     Tried in turn: it is already here; torchvision's download, when its server answers within ``timeout``
-    seconds; the Debian package (:data:`DEBIAN_PACKAGES`), when apt-get is there and the user is root. When
+    seconds; its Debian package (``dataset-fashion-mnist``), when apt-get is there and the user is root. When
     none works, FileNotFoundError names each way and why it failed. ValueError for an unknown name.
     """
     from . import missing
