@@ -14,6 +14,9 @@ condition lets several fields vary together). Identical cells are run once. The 
 Cells run one after another, or in a local pool of worker processes (:func:`run_cells`): a Ctrl-C (or an
 error in one cell) stops every worker, each in-flight cell keeps its last epoch's checkpoint, and no other
 cell starts; running the sweep again resumes.
+
+A cell missing from the results folder whose key is in the recorded results (:mod:`fabook.record`, the
+committed ``recorded/`` folder) is written there from them instead of being trained.
 """
 
 from __future__ import annotations
@@ -28,13 +31,15 @@ import threading
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-from fabook import launch, results
+from fabook import launch, record, results
 from fabook.results import ResultFileError
 from fabook.train import Config, Result, load_result, lock_path, result_path, train, validate
 
@@ -107,6 +112,35 @@ def expand(spec: Mapping[str, Any] | str | Path) -> list[Config]:
                 raise type(e)(f"sweep cell {point}: {e}" if point else str(e)) from None
             cells.setdefault(cfg.key(), cfg)
     return list(cells.values())
+
+
+class CellsMissing(RuntimeError):
+    """A sweep under :func:`watch` with ``train=False`` needs cells that are not in its results folder."""
+
+
+@dataclass
+class Usage:
+    """What the code under :func:`watch` used: ``results`` (every cell :func:`run_sweep` returned, by key)
+    and ``histories`` (the keys of the results whose history :func:`history_frame` read)."""
+
+    train: bool = True
+    results: dict[str, Result] = field(default_factory=dict)
+    histories: set[str] = field(default_factory=set)
+
+
+_watches: list[Usage] = []
+
+
+@contextmanager
+def watch(*, train: bool = True) -> Iterator[Usage]:
+    """Within the block, note every cell the sweeps use and every history read (the yielded
+    :class:`Usage`); with ``train=False`` a sweep that would train a cell raises :class:`CellsMissing`."""
+    usage = Usage(train=train)
+    _watches.append(usage)
+    try:
+        yield usage
+    finally:
+        _watches.remove(usage)
 
 
 def start_method(configs: Iterable[Config]) -> str:
@@ -206,6 +240,7 @@ def run_sweep(
     for cfg in configs:
         validate(cfg)
     out = Path(out_dir)
+    record.materialise([c for c in configs if not result_path(c, out).exists()], out)
     done: dict[str, Result] = {}
     todo = []
     for cfg in configs:
@@ -214,6 +249,10 @@ def run_sweep(
             done[cfg.key()] = load_result(path, cfg)
         else:
             todo.append(cfg)
+    if todo and not all(w.train for w in _watches):
+        raise CellsMissing(
+            f"{len(todo)} of the {len(configs)} cells of sweep {spec['name']!r} are not in {out}"
+        )
     if todo:
         results.check_folder(out)
     bar = tqdm(total=len(configs), initial=len(done), desc=spec["name"], unit="cell", disable=not progress)
@@ -225,6 +264,8 @@ def run_sweep(
             done[result.key] = result
             bar.update()
     bar.close()
+    for usage in _watches:
+        usage.results |= done
     return summary_frame(done[cfg.key()] for cfg in configs)
 
 
@@ -261,13 +302,17 @@ def history_frame(results: Iterable[Result] | str | Path) -> pd.DataFrame:
     """Long format, one row per (cell, epoch, metric, layer): columns ``key, epoch, metric, layer, value``
     plus the config columns. Whole-model metrics (``train_loss``, ``test_acc``, ...) have ``layer=""``; the
     alignment metrics (``weight_angle``, ``sign_concordance``, ``norm_ratio``, ``grad_angle``) one row per
-    rule layer. Accepts results or a folder of them."""
+    rule layer. Accepts results or a folder of them. ResultFileError for a cell written from recorded results
+    that kept no history (see :mod:`fabook.record`)."""
     if isinstance(results, (str, Path)):
         results = read_results(results)
     results = list(results)
     rows = []
     for r in results:
         key = r.key
+        record.check_history(r)
+        for usage in _watches:
+            usage.histories.add(key)
         for rec in r.history:
             epoch = rec["epoch"]
             rows += [(key, epoch, m, "", rec[m]) for m in SCALAR_METRICS if m in rec]
