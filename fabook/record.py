@@ -222,6 +222,7 @@ def write(
     """Write ``cells`` (all of one numerics version; the histories of the keys in ``histories``) as the
     recorded file ``path``, atomically: a failed write leaves what was there."""
     keep = set(histories)
+    by_key = {c.key: c for c in cells}
     numerics = {c.provenance.get("numerics") for c in cells}
     if len(numerics) != 1:
         raise ValueError(f"recorded cells must share one numerics version; got {sorted(map(str, numerics))}")
@@ -229,11 +230,11 @@ def write(
         "format": FORMAT,
         "notebook": notebook,
         "scale": scale,
-        "cells": len(cells),
-        "histories": sum(c.key in keep for c in cells),
+        "cells": len(by_key),
+        "histories": len(keep & set(by_key)),
         "provenance": file_provenance(cells),
     }
-    lines = [header, *(pack_cell(c, c.key in keep) for c in sorted(cells, key=lambda c: c.key))]
+    lines = [header, *(pack_cell(by_key[k], k in keep) for k in sorted(by_key))]
     text = "".join(
         json.dumps(results.jsonable(x), separators=(",", ":"), allow_nan=False) + "\n" for x in lines
     )

@@ -227,8 +227,10 @@ def run_sweep(
 ) -> pd.DataFrame:
     """Run every cell of ``spec`` into ``out_dir`` and return the summary (one row per cell, spec order).
 
-    Every cell is validated, and ``out_dir`` checked writable, before any trains. Finished cells are loaded
-    (also from a read-only folder), interrupted ones resume. With ``jobs > 1`` cells run in that many worker
+    Cells missing from ``out_dir`` are written there from the recorded results where those hold them
+    (:func:`fabook.record.materialise`); every cell still to train is validated (data at hand included), and
+    ``out_dir`` checked writable, before any trains. Finished cells are loaded (also from a read-only folder,
+    and without their data), interrupted ones resume. With ``jobs > 1`` cells run in that many worker
     processes (each cell with its config's ``threads``; see :func:`start_method`). ``engine="submitit"``
     hands them to a cluster instead (:func:`fabook.launch.run_submitit`, which takes ``engine_options``).
     """
@@ -237,18 +239,13 @@ def run_sweep(
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1; got {jobs!r}")
     launch.check(engine, (engine_options or {}).get("cluster", "auto"))
-    for cfg in configs:
-        validate(cfg)
     out = Path(out_dir)
     record.materialise([c for c in configs if not result_path(c, out).exists()], out)
-    done: dict[str, Result] = {}
-    todo = []
-    for cfg in configs:
-        path = result_path(cfg, out)
-        if path.exists():
-            done[cfg.key()] = load_result(path, cfg)
-        else:
-            todo.append(cfg)
+    todo = [cfg for cfg in configs if not result_path(cfg, out).exists()]
+    for cfg in todo:
+        validate(cfg)
+    missing = {cfg.key() for cfg in todo}
+    done = {cfg.key(): load_result(result_path(cfg, out), cfg) for cfg in configs if cfg.key() not in missing}
     if todo and not all(w.train for w in _watches):
         raise CellsMissing(
             f"{len(todo)} of the {len(configs)} cells of sweep {spec['name']!r} are not in {out}"

@@ -9,7 +9,7 @@ import pytest
 
 import fabook.results as results_module
 import fabook.sweep as sweep_module
-from fabook import notebook, record
+from fabook import data, notebook, record
 from fabook.book import project_root
 from fabook.results import OutputError, ResultFileError
 from fabook.sweep import history_frame, read_results, run_sweep
@@ -59,6 +59,17 @@ def test_a_recording_stands_in_for_training(tmp_path, trained, monkeypatch):
     no_history = f"{path}.*keeps no per-epoch history.*make book && make record"
     with pytest.raises(ResultFileError, match=no_history):
         history_frame([r for r in read_results(fresh) if r.config.rule == "bp"])
+
+
+def test_recorded_cells_need_no_data(tmp_path, trained, monkeypatch):
+    where, _ = _record(tmp_path, trained)
+    monkeypatch.setenv(record.RECORDED_ENV, str(where))
+    monkeypatch.setattr(data, "missing", lambda name, root=None: "everything")
+    _no_training(monkeypatch)
+    assert run_sweep(SPEC, tmp_path / "runs", progress=False).equals(trained[1])
+    monkeypatch.setenv(record.RECORDED_ENV, "off")
+    with pytest.raises(FileNotFoundError, match="'digits' is not available here"):
+        run_sweep(SPEC, tmp_path / "other", progress=False)
 
 
 def test_other_numerics_code_trains_and_shows_stale(tmp_path, trained, monkeypatch):
