@@ -53,8 +53,9 @@ SCALARS = tuple(
     f.name for f in dataclasses.fields(Result) if f.name not in ("config", "history", "provenance", "path")
 )
 """A result's final numbers, recorded at full precision."""
-CELL_PROVENANCE = ("n_train", "n_test", "threads")
-"""Per-cell provenance kept; the rest is the file's (machine, versions)."""
+CELL_PROVENANCE = ("n_train", "n_test", "threads", "start", "end", "git_commit", "git_dirty")
+"""Per-cell provenance kept (so that re-recording a cell written from a recording keeps it); the rest is
+the file's (machine, versions)."""
 MACHINE = ("platform", "hostname", "cpu_count", "device_name", "torch", "python", "fabook")
 
 _DEFAULTS = Config(dataset="").to_dict()

@@ -111,6 +111,11 @@ def test_provenance_of_a_recording(tmp_path, trained):
     assert prov["cells_time"] == pytest.approx(sum(c.wall_time for c in cells))
     assert prov["wall_time"] >= 0 and prov["cpu_count"] == os.cpu_count() and prov["platform"]
     assert prov["recorded"] and "commit" in prov and sum(prov["cell_commits"].values()) == 2
+    back = record.read(path).cells.values()  # a cell written from it, recorded again, keeps its provenance
+    again = record.file_provenance(list(back))
+    assert {k: again[k] for k in ("wall_time", "cells_time", "cell_commits", "numerics", "cpu_count")} == {
+        k: prov[k] for k in ("wall_time", "cells_time", "cell_commits", "numerics", "cpu_count")
+    }
 
 
 @pytest.mark.parametrize(
@@ -222,7 +227,9 @@ def test_the_committed_recorded_results_match_the_code():
         pytest.skip("recorded/ holds no recorded results yet (`make book` then `make record` writes them)")
     table = record.status_table("cpu", where=where)
     bad = table[table.state != "fresh"]
-    assert bad.empty, (
-        f"recorded results not of this code (numerics {results_module.numerics_version()}):\n"
-        f"{bad.to_string(index=False)}\nre-record them: `{record.REBUILD}`"
-    )
+    if not bad.empty:
+        pytest.fail(
+            f"recorded results stale (other numerics than this code's {results_module.numerics_version()}) "
+            f"or missing:\n{bad.to_string(index=False)}\nre-record them: `{record.REBUILD}`",
+            pytrace=False,
+        )
