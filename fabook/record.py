@@ -70,7 +70,8 @@ class RecordedFileError(ValueError):
 
 
 def folder() -> Path | None:
-    """The recorded results' folder: ``$FABOOK_RECORDED`` (``off``: none), else ``recorded/`` of the clone."""
+    """The recorded results that sweeps use: ``$FABOOK_RECORDED`` (``off``: none), else ``recorded/`` of the
+    clone."""
     from fabook.book import project_root
 
     value = os.environ.get(RECORDED_ENV)
@@ -80,8 +81,11 @@ def folder() -> Path | None:
 
 
 def recorded_path(notebook: str, scale: str, where: Path | None = None) -> Path:
-    """The recorded file of ``notebook`` at ``scale`` (under ``where``, default :func:`folder`)."""
-    where = where if where is not None else folder() or Path("recorded")
+    """The recorded file of ``notebook`` at ``scale`` under ``where`` (default: :func:`folder`, or the
+    clone's ``recorded/`` while that is off)."""
+    from fabook.book import project_root
+
+    where = where if where is not None else folder() or project_root() / "recorded"
     return Path(where) / notebook / f"{scale}.json.gz"
 
 
