@@ -142,14 +142,14 @@ def provenance_note(name: str, scale: str) -> str:
     """A markdown line for the top of notebook ``name``'s page: where its ``scale`` numbers come from — the
     recorded results (date, commit, numerics, cells, wall time, machine), or a warning when those are stale
     for this code (the page's numbers were then computed when the book was built), or that none are
-    recorded at this scale."""
+    recorded at this scale (or ``$FABOOK_RECORDED`` is ``off``)."""
     from fabook import record
 
     s = record.status(name, scale)
-    if s.state == "missing":
+    if s.state == "missing" or record.folder() is None:
+        why = "recorded results off" if record.folder() is None else "no results are recorded for this scale"
         return (
-            f"The numbers on this page were computed at the `{scale}` scale when the book was built (no "
-            f"results are recorded for this scale)."
+            f"The numbers on this page were computed at the `{scale}` scale when the book was built ({why})."
         )
     recorded = (
         f"recorded on {(s.recorded or 'an unknown date')[:10]} at commit `{(s.commit or 'unknown')[:10]}`, "

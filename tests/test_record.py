@@ -98,6 +98,9 @@ def test_status_and_the_page_note(tmp_path, trained, monkeypatch):
     assert note.startswith("Results at the `cpu` scale recorded on") and s.numerics in note
     assert "2 cells" in note and "Warning" not in note
     assert "no results are recorded" in notebook.provenance_note(NB, "smoke")
+    monkeypatch.setenv(record.RECORDED_ENV, "off")
+    assert "(recorded results off)" in notebook.provenance_note(NB, "cpu")
+    monkeypatch.setenv(record.RECORDED_ENV, str(where))
     monkeypatch.setattr(results_module, "numerics_version", lambda: "0123456789ab")
     stale = notebook.provenance_note(NB, "cpu")
     assert stale.startswith("**Warning: stale") and "0123456789ab" in stale and record.REBUILD in stale
