@@ -15,13 +15,15 @@ PIP = $(PYTHON) -m pip
 BOOK = $(PYTHON) -m fabook.book
 NBVAL = $(PYTHON) -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg
 
-.PHONY: help install book html test test-newcomer lint clean constraints
+.PHONY: help install book html test test-newcomer lint clean constraints record reproduce
 
 help:
 	@echo "make book [SCALE=cpu]  install, execute every notebook at SCALE, build and check _build/html"
 	@echo "make test              install, unit tests, notebooks at smoke scale + nbval, build and check"
 	@echo "make html              rebuild and check _build/html from the already executed notebooks"
 	@echo "make test-newcomer     unit tests as on a fresh machine: no data package, no browser (CI runs it)"
+	@echo "make record            after \`make book\`: record each notebook's cpu cells into recorded/ (committed)"
+	@echo "make reproduce [ONLY=NOTEBOOK]  train the recorded cpu cells anew, print what differs (resumable)"
 	@echo "make install | lint | clean | constraints (rewrite constraints.txt from this environment)"
 
 install:
@@ -50,6 +52,15 @@ test-newcomer: install
 	rm -rf _build/newcomer
 	FABOOK_DATA=$(CURDIR)/_build/newcomer/data FABOOK_DEBIAN_DATA=$(CURDIR)/_build/newcomer/debian \
 		FABOOK_BROWSER=none $(PYTHON) -m pytest -q
+
+# The cpu cells each notebook uses, from the runs folder `make book` filled, into recorded/<notebook>/cpu.json.gz;
+# `make book` on a fresh clone writes them into the runs folder instead of training them.
+record:
+	$(PYTHON) -m fabook.record save --scale cpu
+
+# Every recorded cpu cell trained anew into _build/reproduce/ (a rerun continues), compared with the recording.
+reproduce: install
+	$(PYTHON) -m fabook.record reproduce --scale cpu $(if $(ONLY),--only $(ONLY))
 
 lint:
 	$(PYTHON) -m ruff check .

@@ -1,4 +1,5 @@
-"""What a notebook calls besides the experiment: checking its parameters and saving citable figures."""
+"""What a notebook calls besides the experiment: checking its parameters, saving citable figures and saying
+where its numbers come from."""
 
 from __future__ import annotations
 
@@ -135,3 +136,30 @@ def require_data(names: list[str] | tuple[str, ...], scale: str, download: bool)
             f"data sets missing for scale {scale!r} (or set download = True in the parameters cell; "
             f"it needs the internet, as on Colab):\n{lines}"
         )
+
+
+def provenance_note(name: str, scale: str) -> str:
+    """A markdown line for the top of notebook ``name``'s page: where its ``scale`` numbers come from — the
+    recorded results (date, commit, numerics, cells, wall time, machine), or a warning when those are stale
+    for this code (the page's numbers were then computed when the book was built), or that none are
+    recorded at this scale (or ``$FABOOK_RECORDED`` is ``off``)."""
+    from fabook import record
+
+    s = record.status(name, scale)
+    if s.state == "missing" or record.folder() is None:
+        why = "recorded results off" if record.folder() is None else "no results are recorded for this scale"
+        return (
+            f"The numbers on this page were computed at the `{scale}` scale when the book was built ({why})."
+        )
+    recorded = (
+        f"recorded on {(s.recorded or 'an unknown date')[:10]} at commit `{(s.commit or 'unknown')[:10]}`, "
+        f"numerics `{s.numerics}`: {s.cells:,} cells, {record.duration(s.wall_time)} of training"
+        + (f" on {s.machine}" if s.machine else "")
+    )
+    if s.state == "fresh":
+        return f"Results at the `{scale}` scale {recorded}; `make reproduce` trains them anew."
+    return (
+        f"**Warning: stale recorded results.** This page's `{scale}` results were {recorded}, from other "
+        f"numerics code than this book's (`{s.code_numerics}`), so its numbers were computed when the book "
+        f"was built, not read from the recording; `{record.REBUILD}` re-records them."
+    )

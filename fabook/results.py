@@ -195,6 +195,11 @@ def write_text(path: str | Path, text: str) -> Path:
     return _atomic(Path(path), lambda f: f.write(text), "w")
 
 
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically."""
+    return _atomic(Path(path), lambda f: f.write(data), "wb")
+
+
 def read_json(path: str | Path) -> Any:
     """The JSON at `path`; `ResultFileError` naming the file when it is not valid JSON."""
     path = Path(path)
@@ -282,7 +287,7 @@ def device_name(device: torch.device) -> str:
 
 
 def provenance(device: torch.device) -> dict[str, Any]:
-    """Where and with what a run ran: versions, git commit, host and device."""
+    """Where and with what a run ran: versions, git commit, host (and its CPU count) and device."""
     commit = git_commit()
     return {
         "fabook": fabook_version(),
@@ -293,6 +298,7 @@ def provenance(device: torch.device) -> dict[str, Any]:
         "git_commit": commit,
         "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else None,
         "hostname": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
         "device": str(device),
         "device_name": device_name(device),
     }

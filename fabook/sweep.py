@@ -15,6 +15,9 @@ Cells run one after another, or in a local pool of worker processes (:func:`run_
 SIGTERM (or an error in one cell) stops every worker, each in-flight cell keeps its last epoch's checkpoint,
 and no other cell starts; running the sweep again resumes. A worker whose parent died without stopping it
 (SIGKILL) stops its cell and exits.
+
+A cell missing from the results folder whose key is in the recorded results (:mod:`fabook.record`, the
+committed ``recorded/`` folder) is written there from them instead of being trained.
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ import threading
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from fabook import launch, results
+from fabook import launch, record, results
 from fabook.interrupt import sigterm_as_interrupt
 from fabook.progress import bar as progress_bar
 from fabook.results import ResultFileError
@@ -109,6 +114,35 @@ def expand(spec: Mapping[str, Any] | str | Path) -> list[Config]:
                 raise type(e)(f"sweep cell {point}: {e}" if point else str(e)) from None
             cells.setdefault(cfg.key(), cfg)
     return list(cells.values())
+
+
+class CellsMissing(RuntimeError):
+    """A sweep under :func:`watch` with ``train=False`` needs cells that are not in its results folder."""
+
+
+@dataclass
+class Usage:
+    """What the code under :func:`watch` used: ``results`` (every cell :func:`run_sweep` returned, by key)
+    and ``histories`` (the keys of the results whose history :func:`history_frame` read)."""
+
+    train: bool = True
+    results: dict[str, Result] = field(default_factory=dict)
+    histories: set[str] = field(default_factory=set)
+
+
+_watches: list[Usage] = []
+
+
+@contextmanager
+def watch(*, train: bool = True) -> Iterator[Usage]:
+    """Within the block, note every cell the sweeps use and every history read (the yielded
+    :class:`Usage`); with ``train=False`` a sweep that would train a cell raises :class:`CellsMissing`."""
+    usage = Usage(train=train)
+    _watches.append(usage)
+    try:
+        yield usage
+    finally:
+        _watches.remove(usage)
 
 
 def start_method(configs: Iterable[Config]) -> str:
@@ -217,8 +251,10 @@ def run_sweep(
 ) -> pd.DataFrame:
     """Run every cell of ``spec`` into ``out_dir`` and return the summary (one row per cell, spec order).
 
-    Every cell is validated, and ``out_dir`` checked writable, before any trains. Finished cells are loaded
-    (also from a read-only folder), interrupted ones resume. With ``jobs > 1`` cells run in that many worker
+    Cells missing from ``out_dir`` are written there from the recorded results where those hold them
+    (:func:`fabook.record.materialise`); every cell still to train is validated (data at hand included), and
+    ``out_dir`` checked writable, before any trains. Finished cells are loaded (also from a read-only folder,
+    and without their data), interrupted ones resume. With ``jobs > 1`` cells run in that many worker
     processes (each cell with its config's ``threads``; see :func:`start_method`). ``engine="submitit"``
     hands them to a cluster instead (:func:`fabook.launch.run_submitit`, which takes ``engine_options``).
     """
@@ -227,17 +263,17 @@ def run_sweep(
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1; got {jobs!r}")
     launch.check(engine, (engine_options or {}).get("cluster", "auto"))
-    for cfg in configs:
-        validate(cfg)
     out = Path(out_dir)
-    done: dict[str, Result] = {}
-    todo = []
-    for cfg in configs:
-        path = result_path(cfg, out)
-        if path.exists():
-            done[cfg.key()] = load_result(path, cfg)
-        else:
-            todo.append(cfg)
+    record.materialise([c for c in configs if not result_path(c, out).exists()], out)
+    todo = [cfg for cfg in configs if not result_path(cfg, out).exists()]
+    for cfg in todo:
+        validate(cfg)
+    missing = {cfg.key() for cfg in todo}
+    done = {cfg.key(): load_result(result_path(cfg, out), cfg) for cfg in configs if cfg.key() not in missing}
+    if todo and not all(w.train for w in _watches):
+        raise CellsMissing(
+            f"{len(todo)} of the {len(configs)} cells of sweep {spec['name']!r} are not in {out}"
+        )
     if todo:
         results.check_folder(out)
     bar = progress_bar(
@@ -251,6 +287,8 @@ def run_sweep(
             done[result.key] = result
             bar.update()
     bar.close()
+    for usage in _watches:
+        usage.results |= done
     return summary_frame(done[cfg.key()] for cfg in configs)
 
 
@@ -287,13 +325,17 @@ def history_frame(results: Iterable[Result] | str | Path) -> pd.DataFrame:
     """Long format, one row per (cell, epoch, metric, layer): columns ``key, epoch, metric, layer, value``
     plus the config columns. Whole-model metrics (``train_loss``, ``test_acc``, ...) have ``layer=""``; the
     alignment metrics (``weight_angle``, ``sign_concordance``, ``norm_ratio``, ``grad_angle``) one row per
-    rule layer. Accepts results or a folder of them."""
+    rule layer. Accepts results or a folder of them. ResultFileError for a cell written from recorded results
+    that kept no history (see :mod:`fabook.record`)."""
     if isinstance(results, (str, Path)):
         results = read_results(results)
     results = list(results)
     rows = []
     for r in results:
         key = r.key
+        record.check_history(r)
+        for usage in _watches:
+            usage.histories.add(key)
         for rec in r.history:
             epoch = rec["epoch"]
             rows += [(key, epoch, m, "", rec[m]) for m in SCALAR_METRICS if m in rec]
