@@ -269,20 +269,41 @@ def _cell(params: Params, model: str, rule: str) -> Config:
     return Config(**cell)
 
 
-def undecided(params: Params) -> dict[str, str]:
-    """The nets whose runs at this scale cannot decide claims 1, 2 and 4 (and 1–3 for seeds), with the
-    quantity that prevents it and by how much; a net that can is absent."""
-    out = {}
+def undecided(params: Params) -> dict[str, dict[str, str]]:
+    """What keeps this scale's runs from deciding claims on a net, per requirement — ``"seeds"`` (fewer than
+    :data:`MIN_SEEDS`) and ``"alignment"`` (KP's A below :data:`ALIGNED_EXPONENT`) — as ``{net: the quantity
+    and by how much}``; a net that meets a requirement is absent from it. :data:`CLAIM_NEEDS` says which
+    claim needs which."""
+    out: dict[str, dict[str, str]] = {"seeds": {}, "alignment": {}}
     for net in NETS:
-        kp = _cell(params, net, "kp")
-        seeds, exponent = params.settings["seeds"][net], regime.decay_exponent(kp)
-        reasons = [f"{seeds} seed{'s' * (seeds > 1)} (< {MIN_SEEDS})"] if seeds < MIN_SEEDS else []
+        seeds, exponent = params.settings["seeds"][net], regime.decay_exponent(_cell(params, net, "kp"))
+        if seeds < MIN_SEEDS:
+            out["seeds"][net] = f"{seeds} seed{'s' * (seeds > 1)} (< {MIN_SEEDS})"
         if exponent < ALIGNED_EXPONENT:
             factor = math.exp(-exponent)
-            reasons.append(f"KP's A = {exponent:.2g} (< {ALIGNED_EXPONENT:g}: W − B × {factor:.2f})")
-        if reasons:
-            out[net] = "; ".join(reasons)
+            out["alignment"][net] = f"KP's A = {exponent:.2g} (< {ALIGNED_EXPONENT:g}: W − B × {factor:.2f})"
     return out
+
+
+CLAIM_NEEDS = {1: ("seeds", "alignment"), 2: ("seeds", "alignment"), 3: ("seeds",), 4: ("alignment",)}
+"""The requirements of :func:`undecided` each claim needs a net to meet: the accuracy comparisons (1–3) need
+seeds for their standard errors; those about WM and KP (1, 2, 4) need KP in its aligned regime. Claim 5, a
+check of the implementation, needs neither."""
+
+
+def _skipped(gaps: Mapping[str, Mapping[str, str]], claim: int) -> dict[str, str]:
+    """The nets claim ``claim`` cannot be decided on, with every reason."""
+    reasons: dict[str, list[str]] = {}
+    for need in CLAIM_NEEDS[claim]:
+        for net, why in gaps.get(need, {}).items():
+            reasons.setdefault(net, []).append(why)
+    return {net: "; ".join(why) for net, why in reasons.items()}
+
+
+def gaps_text(gaps: Mapping[str, Mapping[str, str]]) -> str:
+    """The requirements this scale misses, in words (``"none"`` when it misses none)."""
+    parts = [f"{NET_NAMES[net]}: {why}" for need in ("seeds", "alignment") for net, why in gaps[need].items()]
+    return "; ".join(parts) or "none"
 
 
 def regime_rows(
@@ -400,6 +421,13 @@ def resnet_table(summary: pd.DataFrame, scale: str) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("rule")
 
 
+def decay_cost(summary: pd.DataFrame) -> float:
+    """What the scale's decay costs BP on ResNet-18: its mean top-1 error minus that at torchvision's decay
+    (points; NaN where the scale's decay is torchvision's)."""
+    r18 = summary[(summary.model == "resnet18") & (summary.rule == "bp")]
+    return float(r18[r18.label == "BP"].top1_err.mean() - r18[r18.label == TORCHVISION_BP].top1_err.mean())
+
+
 def early_table(history: pd.DataFrame, epoch: int, scale: str) -> pd.DataFrame:
     """The harder view: top-1 test error % at ``epoch`` (before the net has converged), per rule and net."""
     rows = history[(history.metric == "test_acc") & (history.epoch == epoch) & history.model.isin(NETS)]
@@ -487,12 +515,15 @@ def final_layers(history: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def claims(
-    summary: pd.DataFrame, history: pd.DataFrame, scale: str, skip: Mapping[str, str] | None = None
+    summary: pd.DataFrame,
+    history: pd.DataFrame,
+    scale: str,
+    gaps: Mapping[str, Mapping[str, str]] | None = None,
 ) -> pd.DataFrame:
     """The five claims, each decided by a test fixed before any run (top-1 accuracy, difference ± 2 SE over
-    seeds, :func:`fabook.claims.at_least`), on the nets the scale can decide: ``skip`` maps a net that it
-    cannot to the reason (:func:`undecided`); such a net counts towards no verdict, and a claim left with no
-    net is inconclusive.
+    seeds, :func:`fabook.claims.at_least`), on the nets the scale can decide: ``gaps`` is :func:`undecided`'s
+    answer, and a net that misses a requirement a claim needs (:data:`CLAIM_NEEDS`) is reported with the
+    reason and counts towards that claim's verdict not; a claim left with no net is inconclusive.
 
     1. WM and KP outperform FA and sign symmetry — each of WM, KP beats each of FA, sign symmetry (> 0);
        holds if every comparison holds, does not hold if any does not;
@@ -507,18 +538,18 @@ def claims(
        :data:`SHRINKS`. W and B get identical updates, so this checks the implementation; it is no evidence
        for the paper.
     """
-    skip = dict(skip or {})
+    gaps = dict(gaps or {})
     out = []
     pairs = [(a, b) for a in ("wm", "kp") for b in ("fa", "usf")]
-    measured, verdict = _comparisons(summary, pairs, 0.0, skip)
+    measured, verdict = _comparisons(summary, pairs, 0.0, _skipped(gaps, 1))
     out.append(cl.Claim("WM and KP outperform FA and sign symmetry",
                         "each of WM, KP − each of FA, sign symmetry > 0 top-1 pts (± 2 SE), on each net",
                         measured, verdict))  # fmt: skip
-    measured, verdict = _comparisons(summary, [("wm", "bp"), ("kp", "bp")], NEAR_BP, skip)
+    measured, verdict = _comparisons(summary, [("wm", "bp"), ("kp", "bp")], NEAR_BP, _skipped(gaps, 2))
     out.append(cl.Claim("WM and KP nearly match BP",
                         f"WM − BP and KP − BP ≥ {NEAR_BP:g} top-1 pts (± 2 SE), on each net",
                         measured, verdict))  # fmt: skip
-    measured, verdict = _comparisons(summary, [("bp", "fa")], FAR_BEHIND, skip)
+    measured, verdict = _comparisons(summary, [("bp", "fa")], FAR_BEHIND, _skipped(gaps, 3))
     out.append(cl.Claim("FA falls far behind BP on deep ResNets",
                         f"BP − FA ≥ {FAR_BEHIND:g} top-1 pts (± 2 SE), on each net",
                         measured, verdict))  # fmt: skip
@@ -528,7 +559,7 @@ def claims(
     median = r18.groupby(["rule", "seed"]).value.median().groupby("rule").mean()
     wm, kp, fa = (median.get(r, np.nan) for r in ("wm", "kp", "fa"))
     measured = f"WM {wm:.0f}°, KP {kp:.0f}°, FA {fa:.0f}°"
-    if "resnet18" in skip:
+    if "resnet18" in (skip := _skipped(gaps, 4)):
         verdict, measured = cl.INCONCLUSIVE, f"{measured}; not decided at this scale: {skip['resnet18']}"
     elif wm <= ALIGNED and kp <= ALIGNED and fa >= UNALIGNED:
         verdict = cl.HOLDS
@@ -577,7 +608,7 @@ def distance_table(history: pd.DataFrame, scale: str) -> pd.DataFrame:
     )
     table.columns = ["KP's A", "exp(−A)", *(f"‖W − B‖ end/start, {c}" for c in ("median", "min", "max"))]
     table = table.reset_index().rename(columns={"weight_decay": "weight decay"})
-    return table.round(4).assign(scale=scale)
+    return table.assign(scale=scale)
 
 
 # a model of KP's end angle ---------------------------------------------------------------------------------
@@ -647,7 +678,7 @@ def model_table(check: pd.DataFrame, scale: str) -> pd.DataFrame:
     table.columns = ["KP's A", "‖W_end‖/‖W₀‖", "g = ‖G‖/‖W₀‖", "predicted angle °", "recorded angle °",
                      "median |error| °", "largest |error| °", "layer-cells",
                      f"explained (≤ {MODEL_TOLERANCE:g}°)"]  # fmt: skip
-    return table.round(3).assign(scale=scale).reset_index().rename(columns={"label": "cell"})
+    return table.assign(scale=scale).reset_index().rename(columns={"label": "cell"})
 
 
 def model_figure(check: pd.DataFrame, scale: str) -> Figure:
@@ -656,8 +687,8 @@ def model_figure(check: pd.DataFrame, scale: str) -> Figure:
     points = check.assign(cell=check.net + ", " + check.label)
     sns.scatterplot(data=points, x="measured", y="predicted", hue="cell", style="cell", s=45, ax=ax)
     ax.plot([0, 90], [0, 90], color="grey", linewidth=1, linestyle="--")
-    ax.set_xlim(0, 92)
-    ax.set_ylim(0, 92)
+    ax.set_xlim(-2, 92)
+    ax.set_ylim(-2, 92)
     ax.set_xlabel("recorded angle W–B at the end (degrees)", fontsize=plots.FONT_SIZES["label"])
     ax.set_ylabel("model: angle from A and ‖G‖/‖W₀‖ (degrees)", fontsize=plots.FONT_SIZES["label"])
     ax.tick_params(labelsize=plots.FONT_SIZES["tick"])
