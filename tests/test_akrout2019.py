@@ -222,3 +222,17 @@ def test_the_imagenet_path_runs_at_smoke_scale(tmp_path, monkeypatch):
     summary = run_sweep({**spec, "conditions": two}, params.out_dir, progress=False)
     assert (summary.test_top5 >= summary.test_acc).all() and (summary.test_top5 < 1).all()
     assert regime.train_size(Config(**two[0])) > 0
+
+
+def test_a_rule_keeps_its_colour_in_a_panel_that_lacks_it():
+    """Sign symmetry has no head line (its head is BP): the head panel must not lend its colour to WM."""
+    _, history = _fake(True)
+    history = history[~((history.rule == "usf") & (history.layer == "fc"))]
+    fig = ak.alignment_figure(history, "weight_angle", "resnet18", "cpu")
+    legend = fig.legends[0]
+    colour = {
+        t.get_text(): h.get_color() for t, h in zip(legend.get_texts(), legend.legend_handles, strict=True)
+    }
+    head = next(ax for ax in fig.axes if ax.get_title() == "layer fc")
+    colours = {line.get_color() for line in head.get_lines() if len(line.get_xdata())}
+    assert colour["sign symmetry"] not in colours and colour["WM"] in colours
