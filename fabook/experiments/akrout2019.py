@@ -333,7 +333,7 @@ def regime_rows(
             name = NET_NAMES[net]
             put(f"{name}: epochs", scale, kp.epochs)
             put(f"{name}: optimizer steps", scale, regime.steps(kp))
-            put(f"{name}: seeds", scale, s["seeds"][net])
+            put(f"{name}: seeds (ours)", scale, s["seeds"][net])
             put(f"{name}: KP's A = λ Σ η / (1 − μ)", scale, exponent)
             put(f"{name}: W − B factor exp(−A)", scale, math.exp(-exponent))
         wm = RULE_OPTIONS["wm"]
