@@ -31,11 +31,11 @@ def _weight_param(layer: RuleLayer) -> Tensor:
 
 
 def weight_alignment(model: nn.Module) -> pd.DataFrame:
-    """Per rule layer: angle between ``W`` and the backward weight ``B``, sign concordance, ``‖B‖/‖W‖``
-    and the distance ``‖W − B‖``.
+    """Per rule layer: angle between ``W`` and the backward weight ``B``, sign concordance, ``‖B‖/‖W‖``,
+    the distance ``‖W − B‖`` and ``‖W‖``.
 
-    Columns ``layer, rule, angle_deg, sign_concordance, norm_ratio, distance``; DFA layers (no ``B``) get
-    NaN.
+    Columns ``layer, rule, angle_deg, sign_concordance, norm_ratio, distance, weight_norm``; DFA layers (no
+    ``B``) get NaN but for ``weight_norm``.
     """
     rows = []
     for name, layer in rule_layers(model):
@@ -44,7 +44,8 @@ def weight_alignment(model: nn.Module) -> pd.DataFrame:
             b = layer.backward_weight()
         except TypeError:
             rows.append(dict(layer=name, rule=layer.rule.name, angle_deg=math.nan,
-                             sign_concordance=math.nan, norm_ratio=math.nan, distance=math.nan))  # fmt: skip
+                             sign_concordance=math.nan, norm_ratio=math.nan, distance=math.nan,
+                             weight_norm=float(w.norm())))  # fmt: skip
             continue
         rows.append(
             dict(
@@ -54,9 +55,10 @@ def weight_alignment(model: nn.Module) -> pd.DataFrame:
                 sign_concordance=float((torch.sign(w) == torch.sign(b)).double().mean()),
                 norm_ratio=float(b.norm() / w.norm()) if w.norm() > 0 else math.nan,
                 distance=float((w.double() - b.double()).norm()),
+                weight_norm=float(w.double().norm()),
             )
         )
-    columns = ["layer", "rule", "angle_deg", "sign_concordance", "norm_ratio", "distance"]
+    columns = ["layer", "rule", "angle_deg", "sign_concordance", "norm_ratio", "distance", "weight_norm"]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -39,9 +39,12 @@ def over_training(
     size = (PAGE_WIDTH, 3.8 * nrows) if ncols > 1 else (0.75 * PAGE_WIDTH, 4.2)
     fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False, sharey=True, layout="constrained")
     panels = list(axes.ravel())
+    order = list(dict.fromkeys(rows[hue]))  # one colour per hue level in every panel, also where one lacks it
     for ax, layer in zip(panels, layers, strict=False):
         part = rows if layer is None else rows[rows.layer == layer]
-        sns.lineplot(data=part, x="epoch", y="value", hue=hue, errorbar="sd", marker="o", ax=ax)
+        sns.lineplot(
+            data=part, x="epoch", y="value", hue=hue, hue_order=order, errorbar="sd", marker="o", ax=ax
+        )
         ax.set_xlabel("epoch", fontsize=FONT_SIZES["label"])
         ax.set_ylabel(METRIC_LABELS.get(metric, metric), fontsize=FONT_SIZES["label"])
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

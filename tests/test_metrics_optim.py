@@ -27,8 +27,9 @@ def test_angle_deg():
 
 def test_weight_alignment_per_layer():
     bp = weight_alignment(_mlp("bp"))
-    assert list(bp.columns) == ["layer", "rule", "angle_deg", "sign_concordance", "norm_ratio", "distance"]
-    assert list(bp.layer) == ["0", "2", "4"]
+    columns = ["layer", "rule", "angle_deg", "sign_concordance", "norm_ratio", "distance", "weight_norm"]
+    assert list(bp.columns) == columns and list(bp.layer) == ["0", "2", "4"]
+    assert bp.weight_norm.iloc[-1] == pytest.approx(float(_mlp("bp")[4].weight.detach().norm()), rel=1e-6)
     assert bp.angle_deg.abs().max() < 1e-3 and (bp.sign_concordance == 1).all()
     assert (bp.norm_ratio - 1).abs().max() < 1e-9 and bp.distance.max() < 1e-6
     usf = weight_alignment(_mlp("usf"))
