@@ -21,6 +21,7 @@ import seaborn as sns
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 import fabook
 from fabook import claims as cl
@@ -817,5 +818,7 @@ def symmetry_figure(sym: pd.DataFrame, scale: str) -> Figure:
         ax.set_title(LABELS[rule])
         ax.set_ylabel("angle (°)")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[-1].get_legend().remove()
     fig.suptitle(f"MLP, scale {scale}")
     return fig
