@@ -83,7 +83,7 @@ PAPER_DATASETS = {"mlp": "mnist", "resnet20": "cifar10"}
 SETTINGS = {
     "smoke": dict(datasets={"mlp": SMOKE_DATASET, "resnet20": SMOKE_DATASET}, max_test=500,
                   mlp=dict(width=64, max_train=1000, epochs=2, batch_size=64, seeds=1, metrics_every=1),
-                  resnet20=dict(width=0.125, max_train=300, epochs=1, batch_size=32, seeds=1,
+                  resnet20=dict(width=0.125, max_train=300, epochs=1, batch_size=16, seeds=1,
                                 metrics_every=1)),
     "cpu": dict(datasets={"mlp": "fashion-mnist", "resnet20": "fashion-mnist"}, max_test=2000,
                 mlp=dict(width=128, max_train=6000, epochs=10, batch_size=64, seeds=5, metrics_every=1),
@@ -249,7 +249,7 @@ def regime_rows(params: Params, arch: str) -> dict[str, float | int]:
         "steps at full learning rate": full_lr * regime.steps_per_epoch(c),
         "heavy-decay share of the run (%)": 100 / c.epochs,
         "heavy decay λ (PFA, PFA-o)": c.weight_decay,
-        "later decay λ (PFA, PFA-o)": train.weight_decay_at(c, c.epochs),
+        "later decay λ (PFA, PFA-o)": train.weight_decay_at(c, 2),
         "heavy decay per step, ηλ/(1 − μ)": c.lr * c.weight_decay * regime.momentum_gain(c),
         "heavy-decay shrink of W and R, exp(−A₁)": math.exp(-a1),
         "later shrink, exp(−(A − A₁))": math.exp(a1 - total),
