@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from fabook import data, distributed, norm_constraint, results
 from fabook.batches import CROP_PADDING, _Data, augment_batch, augmented, epoch_generator, validation_split
@@ -46,6 +45,7 @@ from fabook.config import (
     weight_decay_at,
 )
 from fabook.loop import EVAL_BATCH, METRIC_BATCH, _EarlyStopping, _train_epoch, alignment, evaluate
+from fabook.progress import bar as progress_bar
 from fabook.results import ResultFileError
 
 __all__ = [  # this module's own names and, imported from here as before the engine's split, the others
@@ -184,7 +184,7 @@ def _train(cfg: Config, out_dir: str | Path | None, progress: bool) -> Result:
         )
 
     net = distributed.wrap(model)  # DistributedDataParallel under torchrun
-    bar = tqdm(
+    bar = progress_bar(
         range(epoch + 1, cfg.epochs + 1), initial=epoch, total=cfg.epochs, unit="epoch", leave=False,
         desc=cfg.key(), disable=not (progress and distributed.is_main()),
     )  # fmt: skip

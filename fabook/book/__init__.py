@@ -24,7 +24,6 @@ from fabook.book.checking import (
     api_modules,
     check_html,
     figure_problems,
-    find_chromium,
     install_problems,
     machine_paths,
     page_problems,
@@ -56,7 +55,7 @@ __all__ = [
     "API_PAGE", "BUILD_LOG", "CONFIG", "EXECUTED_DIR", "FIGURES_ENV", "FIGURE_LIST_MARKER", "HTML_DIR",
     "SCALES", "SCREENSHOT_DIR", "STAGED_FILES", "STAGE_DIR", "BuildError", "NotebookError", "address_files",
     "api_modules", "build", "build_warnings", "check_html", "check_scale", "execute_notebooks",
-    "figure_problems", "figures_dir", "find_chromium", "find_notebooks", "install_problems", "machine_paths",
+    "figure_problems", "figures_dir", "find_notebooks", "install_problems", "machine_paths",
     "main", "page_problems", "project_root", "repository", "screenshot", "stage", "stale_addresses",
     "toc_files", "write_repository",
 ]  # fmt: skip

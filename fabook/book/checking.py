@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from fabook import browser as browsers
 from fabook.book.project import BUILD_LOG, CONFIG
 
 API_PAGE = "book/api"
@@ -18,7 +19,6 @@ INDEX_PAGES = ("genindex.html", "py-modindex.html", "search.html")
 UNRESOLVED_REF = re.compile(r'(?<!">)<code class="xref[^"]*"><span class="pre">([^<]*)</span>')
 TORCH_DOCSTRING = "Define the computation performed at every call"  # nn.Module.forward's, inherited
 SCREENSHOT_DIR = Path("_build/screenshots")
-CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 
 
 def toc_files(toc: Path) -> list[str]:
@@ -265,18 +265,13 @@ def figure_problems(executed: Iterable[Path]) -> list[str]:
     return problems
 
 
-def find_chromium() -> str | None:
-    """The headless browser used for screenshots, if one is installed."""
-    return next((found for name in CHROMIUM if (found := shutil.which(name))), None)
-
-
 def screenshot(html_dir: Path, out_dir: Path = SCREENSHOT_DIR, *, browser: str | None = None) -> list[str]:
     """Render every page of the book in headless Chromium: a PNG per page in ``out_dir`` (to look at), and
     a problem for each page whose maths MathJax left unrendered once its scripts ran (or that did not load).
     """
-    browser = browser or find_chromium()
+    browser = browser or browsers.find()
     if browser is None:
-        return [f"no headless browser ({', '.join(CHROMIUM)}) to screenshot {html_dir}"]
+        return [browsers.skipped()]
     out_dir = Path(out_dir)
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)

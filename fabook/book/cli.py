@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from fabook import browser as browsers
 from fabook.book.building import BuildError, build, build_warnings
 from fabook.book.checking import (
     API_PAGE,
@@ -32,6 +33,7 @@ from fabook.book.project import (
     stale_addresses,
 )
 from fabook.book.staging import stage
+from fabook.interrupt import sigterm_as_interrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,37 +54,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = args.root
     try:
-        check_scale(args.scale)
-        if not args.no_execute:
-            notebooks = find_notebooks(root, args.only)
-            if not notebooks:
-                raise ValueError(f"no notebooks in {root / 'notebooks'}")
-            execute_notebooks(args.scale, root / EXECUTED_DIR, notebooks, root=root)
-        if not args.no_build:
-            stage(root / EXECUTED_DIR, root / STAGE_DIR, root=root)
-            build(root / STAGE_DIR, root=root)
-        if args.check:
-            problems = check_html(
-                root / HTML_DIR,
-                find_notebooks(root),
-                toc=root / "_toc.yml",
-                figures=figures_dir(root),
-                api_modules=api_modules(root / f"{API_PAGE}.md"),
-                repository=repository(root),
-                machine_paths=machine_paths(root),
-            )
-            problems += stale_addresses(root) + install_problems(find_notebooks(root))
-            problems += figure_problems(sorted((root / EXECUTED_DIR).glob("*.ipynb")))
-            if not args.no_screenshots:
-                problems += screenshot(root / HTML_DIR, root / SCREENSHOT_DIR)
-                print(f"screenshots of every page: {root / SCREENSHOT_DIR}")
-            problems += [f"build warning: {line}" for line in build_warnings(root / BUILD_LOG)]
-            for problem in problems:
-                print(f"problem: {problem}", file=sys.stderr)
-            if problems:
-                print(f"{len(problems)} problem(s) in {root / HTML_DIR}", file=sys.stderr)
-                return 1
-            print(f"checked {root / HTML_DIR}: no problems")
+        with sigterm_as_interrupt():  # what `timeout`, CI or a scheduler sends stops it as Ctrl-C does
+            check_scale(args.scale)
+            if not args.no_execute:
+                notebooks = find_notebooks(root, args.only)
+                if not notebooks:
+                    raise ValueError(f"no notebooks in {root / 'notebooks'}")
+                execute_notebooks(args.scale, root / EXECUTED_DIR, notebooks, root=root)
+            if not args.no_build:
+                stage(root / EXECUTED_DIR, root / STAGE_DIR, root=root)
+                build(root / STAGE_DIR, root=root)
+            if args.check:
+                problems = check_html(
+                    root / HTML_DIR,
+                    find_notebooks(root),
+                    toc=root / "_toc.yml",
+                    figures=figures_dir(root),
+                    api_modules=api_modules(root / f"{API_PAGE}.md"),
+                    repository=repository(root),
+                    machine_paths=machine_paths(root),
+                )
+                problems += stale_addresses(root) + install_problems(find_notebooks(root))
+                problems += figure_problems(sorted((root / EXECUTED_DIR).glob("*.ipynb")))
+                found = None if args.no_screenshots else browsers.find()
+                if found is None and not args.no_screenshots:
+                    print(browsers.skipped())
+                elif found is not None:
+                    problems += screenshot(root / HTML_DIR, root / SCREENSHOT_DIR, browser=found)
+                    print(f"screenshots of every page: {root / SCREENSHOT_DIR}")
+                problems += [f"build warning: {line}" for line in build_warnings(root / BUILD_LOG)]
+                for problem in problems:
+                    print(f"problem: {problem}", file=sys.stderr)
+                if problems:
+                    print(f"{len(problems)} problem(s) in {root / HTML_DIR}", file=sys.stderr)
+                    return 1
+                print(f"checked {root / HTML_DIR}: no problems")
+    except KeyboardInterrupt:
+        print(
+            "interrupted: finished cells are kept and running ones keep their last checkpoint; run the same "
+            "command again to resume",
+            file=sys.stderr,
+        )
+        return 130
     except (ValueError, NotebookError, BuildError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

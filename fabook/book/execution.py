@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from fabook import progress as bars
 from fabook.book.project import EXECUTED_DIR, FIGURES_ENV, check_scale, figures_dir, find_notebooks
 
 KERNEL = "python3"
@@ -105,8 +106,9 @@ def execute_notebooks(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = figures_dir(root).resolve()
-    previous = os.environ.get(FIGURES_ENV)
+    previous = {name: os.environ.get(name) for name in (FIGURES_ENV, bars.ENV)}
     os.environ[FIGURES_ENV] = str(figures)
+    os.environ[bars.ENV] = "text"  # the kernels' bars go to stderr: the terminal shows them, the page not
     executed, failures = [], []
     try:
         for number, notebook in enumerate(paths, 1):
@@ -140,10 +142,11 @@ def execute_notebooks(
             if progress:
                 print(f"    ok in {time.perf_counter() - start:.1f} s -> {out}", flush=True)
     finally:
-        if previous is None:
-            os.environ.pop(FIGURES_ENV, None)
-        else:
-            os.environ[FIGURES_ENV] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     if failures:
         raise NotebookError(failures)
     return executed

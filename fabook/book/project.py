@@ -8,6 +8,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from fabook import site
+
 SCALES = ("smoke", "cpu", "paper")
 EXECUTED_DIR = Path("_build/executed")
 STAGE_DIR = Path("_build/stage")
@@ -15,11 +17,12 @@ HTML_DIR = Path("_build/html")
 BUILD_LOG = Path("_build/book.log")
 FIGURES_ENV = "FABOOK_FIGURES"
 CONFIG = "_config.yml"
-ADDRESS_FILES = ("README.md", "CITATION.cff", "book/*.md", "notebooks/*.ipynb")
+ADDRESS_FILES = ("README.md", "CITATION.cff", ".zenodo.json", "book/*.md", "notebooks/*.ipynb")
 """Where the repository address appears besides _config.yml; :func:`write_repository` keeps it the same."""
 ADDRESS = re.compile(
     r"(git\+https://github\.com/|git clone https://github\.com/|`https://github\.com/|"
-    r"\\url\{https://github\.com/|repository-code: \"https://github\.com/|colab\.research\.google\.com/github/)"
+    r"\\url\{https://github\.com/|repository-code: \"https://github\.com/|\"identifier\": \"https://github\.com/|"
+    r"colab\.research\.google\.com/github/)"
     r"([\w-]+/[\w.-]*[\w-])"
 )
 """Group 2: the ``owner/name`` of the repository, in each form the files write it (pip, BibTeX, Colab)."""
@@ -73,7 +76,7 @@ def write_repository(root: Path = Path(".")) -> list[Path]:
     changed = []
     for path in address_files(root):
         text = path.read_text(encoding="utf-8")
-        new = ADDRESS.sub(lambda m: m.group(1) + slug, text)
+        new = site.rewrite(ADDRESS.sub(lambda m: m.group(1) + slug, text), f"https://github.com/{slug}")
         if new != text:
             path.write_text(new, encoding="utf-8")
             changed.append(path)
@@ -83,12 +86,20 @@ def write_repository(root: Path = Path(".")) -> list[Path]:
 def stale_addresses(root: Path = Path(".")) -> list[str]:
     """One line per address in :data:`ADDRESS_FILES` that differs from ``_config.yml``'s repository."""
     slug, _ = repository(root)
-    return [
-        f"{path}: points at {m.group(2)}, _config.yml at {slug} (run `python -m fabook.book --no-build`)"
-        for path in address_files(root)
-        for m in ADDRESS.finditer(path.read_text(encoding="utf-8"))
-        if m.group(2) != slug
-    ]
+    fix = "(run `python -m fabook.book --no-build`)"
+    problems = []
+    for path in address_files(root):
+        text = path.read_text(encoding="utf-8")
+        problems += [
+            f"{path}: points at {m.group(2)}, _config.yml at {slug} {fix}"
+            for m in ADDRESS.finditer(text)
+            if m.group(2) != slug
+        ]
+        problems += [
+            f"{path}: {url} is not _config.yml's repository's {fix}"
+            for url in site.stale(text, f"https://github.com/{slug}")
+        ]
+    return problems
 
 
 def find_notebooks(root: Path = Path("."), only: Sequence[str] | None = None) -> list[Path]:
