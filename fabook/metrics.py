@@ -43,8 +43,8 @@ def weight_alignment(model: nn.Module) -> pd.DataFrame:
         try:
             b = layer.backward_weight()
         except TypeError:
-            rows.append(dict(layer=name, rule=layer.rule.name, angle_deg=math.nan, sign_concordance=math.nan,
-                             norm_ratio=math.nan, distance=math.nan, weight_norm=float(w.norm())))  # fmt: skip
+            nan = dict.fromkeys(("angle_deg", "sign_concordance", "norm_ratio", "distance"), math.nan)
+            rows.append(dict(layer=name, rule=layer.rule.name, **nan, weight_norm=float(w.norm())))
             continue
         rows.append(
             dict(
