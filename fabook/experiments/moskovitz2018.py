@@ -638,19 +638,21 @@ def _test(values: pd.Series, passes: Callable[[float], bool], fails: Callable[[f
     return cl.FAILS if all(fails(e) for e in ends) else cl.INCONCLUSIVE
 
 
-def _text(values: pd.Series, unit: str, digits: int = 1) -> str:
+def _text(values: pd.Series, unit: str, digits: int = 1, sign: str = "") -> str:
+    """``"72.1 ± 3.0°"`` (mean ± 2 SE), or ``"72.1° (1 seed)"``; ``sign="+"`` to sign the mean."""
     mean, half = _interval(values)
     n = pd.Series(values, dtype=float).notna().sum()
     if math.isnan(half):
-        return f"{mean:.{digits}f}{unit} ({n} seed{'s' if n != 1 else ''})"
-    return f"{mean:.{digits}f} ± {half:.{digits}f}{unit}"
+        return f"{mean:{sign}.{digits}f}{unit} ({n} seed{'s' if n != 1 else ''})"
+    return f"{mean:{sign}.{digits}f} ± {half:.{digits}f}{unit}"
 
 
 def _paired(a: pd.Series, b: pd.Series, margin: float, unit: str) -> tuple[str, str]:
     """Is ``a − b`` (paired by the seed index) at least ``margin``? ``(measured, verdict)``, :func:`_test`."""
     diff = (a - b).dropna()
     verdict = _test(diff, lambda e: e >= margin, lambda e: e < margin)
-    return f"{_text(diff, unit)} (paired, {len(diff)} seed{'s' if len(diff) != 1 else ''})", verdict
+    text = _text(diff, unit, sign="+")
+    return (text if len(diff) < 2 else f"{text} (paired, {len(diff)} seeds)"), verdict
 
 
 # the claims ------------------------------------------------------------------------------------------------
