@@ -144,8 +144,10 @@ def test_weight_growth_and_the_effective_learning_rate_are_computed_from_the_nor
     table = mk.growth_table(summary, history, "cpu")
     assert table.set_index("method").loc["usf (BN only)", "norm held"] == "no"
     assert table.set_index("method").loc["usf (stabilized)", "norm held"] == "yes"
+    assert table.set_index("method").loc["usf (BN only)", "head: ‖W_T‖/‖W_0‖"].startswith(f"{1 + EPOCHS:.2f}")
+    assert growth.top.sum() == growth.groupby("key").ngroups  # one head per cell
     sentence = mk.constraint_effect(summary, history)
-    assert f"median factor of {1 + EPOCHS:.2f}" in sentence and "fell to" in sentence
+    assert f"a median {1 + EPOCHS:.2f}× their initial" in sentence and "mechanism is there" in sentence
     assert re.search(r"usf \+29\.\d points \(3 seeds\)", sentence)  # 89.5 − 60, over the seeds both have
 
 

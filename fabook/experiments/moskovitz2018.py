@@ -420,12 +420,15 @@ def weight_growth(history: pd.DataFrame) -> pd.DataFrame:
     only) and with it (the stabilized sign rules): ``growth = ‖W_T‖/‖W_0‖`` after training, and
     ``effective_lr = Σ_e η_e/‖W_{e−1}‖² ÷ Σ_e η_e/‖W_0‖²`` — the summed effective learning rate of batch
     norm's scale-invariant weights (epoch ``e`` trained with lr ``η_e`` from the norm at its start) against
-    what it is with ``‖W‖`` held at ``‖W_0‖``."""
+    what it is with ``‖W‖`` held at ``‖W_0‖``. ``top``: the head, the one layer with no batch norm after it
+    (there the effective lr means nothing; its norm sets the logits' scale)."""
     norms = _layers(history, ("weight_norm",), GROWTH_METHODS)
+    columns = ["key", "layer", "index", "top", "method", "seed", "growth", "effective_lr"]
     if norms.empty:
-        return pd.DataFrame(columns=["key", "layer", "method", "seed", "growth", "effective_lr"])
+        return pd.DataFrame(columns=columns)
     lrs = history[(history.metric == "lr") & history.key.isin(norms.key)]
     lr = lrs.set_index(["key", "epoch"]).value
+    top = norms["index"].max()
     out = []
     for (key, layer), part in norms.groupby(["key", "layer"]):
         w = part.set_index("epoch").value.sort_index()
@@ -435,59 +438,76 @@ def weight_growth(history: pd.DataFrame) -> pd.DataFrame:
         eta = np.array([lr[(key, e)] for e in epochs])
         before = np.array([w[e - 1] for e in epochs])
         row = part.iloc[0]
-        out.append(dict(key=key, layer=layer, index=row["index"], method=row.method, seed=row.seed,
-                        growth=w[epochs[-1]] / w[0],
+        out.append(dict(key=key, layer=layer, index=row["index"], top=row["index"] == top, method=row.method,
+                        seed=row.seed, growth=w[epochs[-1]] / w[0],
                         effective_lr=float((eta / before**2).sum() / (eta / w[0] ** 2).sum())))  # fmt: skip
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=columns)
+
+
+def _median_range(values: pd.Series) -> str:
+    return f"{values.median():.2f} ({values.min():.2f}–{values.max():.2f})"
 
 
 def growth_table(summary: pd.DataFrame, history: pd.DataFrame, scale: str) -> pd.DataFrame:
-    """Per method in the deepest plain network: whether ``‖W‖`` is held, its growth over training and the
-    summed effective learning rate against the held norm's (:func:`weight_growth`; median over layers and
-    seeds, with the layers' range), and the test accuracy."""
+    """Per method in the deepest plain network: whether ``‖W‖`` is held; for the layers with batch norm after
+    them, ``‖W‖``'s growth over training and the summed effective learning rate against the held norm's
+    (:func:`weight_growth`; median over layers and seeds, with the range), and the head's growth; the test
+    accuracy."""
     growth = weight_growth(history)
-    columns = ["scale", "method", "norm held", "‖W_T‖/‖W_0‖ median (min–max)", "Σ η/‖W‖² vs held ‖W_0‖",
-               "test accuracy %", "seeds"]  # fmt: skip
+    columns = ["scale", "method", "norm held", "BN layers: ‖W_T‖/‖W_0‖", "BN layers: Σ η/‖W‖² vs held",
+               "head: ‖W_T‖/‖W_0‖", "test accuracy %", "seeds"]  # fmt: skip
     if growth.empty:
         return pd.DataFrame(columns=columns)
     deep = summary[(summary.model == "deepcnn") & (summary.depth == summary.depth.max())]
     rows = []
     for method in [m for m in GROWTH_METHODS if m in set(growth.method)]:
         g = growth[growth.method == method]
+        bn, head = g[~g.top.astype(bool)], g[g.top.astype(bool)]
         cells = deep[deep.method == method]
-        rows.append([scale, method, "yes" if cells.constrain_norm.all() else "no",
-                     f"{g.growth.median():.2f} ({g.growth.min():.2f}–{g.growth.max():.2f})",
-                     f"{g.effective_lr.median():.2f}", _mean_sd(cells.test_pct), len(cells)])  # fmt: skip
+        rows.append([scale, method, "yes" if cells.constrain_norm.all() else "no", _median_range(bn.growth),
+                     _median_range(bn.effective_lr), _median_range(head.growth), _mean_sd(cells.test_pct),
+                     len(cells)])  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
 
 
+EFFECTIVE_LR_DROP = 0.8
+"""The level the guess about the norm constraint is checked against: its mechanism is there if, without the
+constraint, the BN layers' summed effective learning rate is below this share of the held norm's (median)."""
+
+
 def constraint_effect(summary: pd.DataFrame, history: pd.DataFrame) -> str:
-    """What the norm constraint changed in the deepest plain network, as a sentence computed from the run:
-    ``‖W‖``'s growth and the summed effective lr without it (the sign rules with BN only) and with it, and the
-    accuracy the constraint cost or gained per sign rule (stabilized − BN only, over the seeds both have)."""
+    """What the norm constraint changed in the deepest plain network, as sentences computed from the run:
+    without it (the sign rules with BN only), the BN layers' ``‖W‖`` growth and summed effective lr (the
+    guess's mechanism is there if that is below :data:`EFFECTIVE_LR_DROP`) and the head's growth; with it,
+    ``‖W‖`` held; and the accuracy the constraint cost or gained per sign rule (stabilized − BN only, over
+    the seeds both have)."""
     growth = weight_growth(history)
     free = growth[growth.method.isin([_name(r, BN_ONLY) for r in SIGN_RULES])]
     held = growth[growth.method.isin([_name(r, STABILIZED) for r in SIGN_RULES])]
     if free.empty or held.empty:
         return "Not measured at this scale: the runs lack the per-epoch weight norms of both recipes."
+    bn, head = free[~free.top.astype(bool)], free[free.top.astype(bool)]
     deep = summary[(summary.model == "deepcnn") & (summary.depth == summary.depth.max())]
     diffs = []
     for rule in SIGN_RULES:
         with_c = deep[deep.method == _name(rule, STABILIZED)].set_index("seed").test_pct
         without = deep[deep.method == _name(rule, BN_ONLY)].set_index("seed").test_pct
         both = with_c.index.intersection(without.index)
-        d = (with_c[both] - without[both]).mean()
-        diffs.append(f"{rule} {d:+.1f} points ({len(both)} seed{'s' if len(both) != 1 else ''})")
-    trend = "fell" if free.effective_lr.median() < 1 else "rose"
+        if len(both):
+            d = (with_c[both] - without[both]).mean()
+            diffs.append(f"{rule} {d:+.1f} points ({len(both)} seed{'s' if len(both) != 1 else ''})")
+    share = bn.effective_lr.median()
+    there = "is there" if share < EFFECTIVE_LR_DROP else "is not there"
     return (
-        f"Without the constraint (BN only) the sign rules' ‖W‖ grew by a median factor of "
-        f"{free.growth.median():.2f} per layer (range {free.growth.min():.2f}–{free.growth.max():.2f}), "
-        f"so the effective learning rate η/‖W‖² summed over the run {trend} to "
-        f"{free.effective_lr.median():.2f}× what it is with ‖W‖ held; under the constraint ‖W‖ stayed at "
-        f"{held.growth.median():.3f}× its initial norm and the effective lr followed the cosine schedule "
-        f"alone (down to {_last_lr_fraction(history):.2f} of its start in the last epoch, not constant). The "
-        f"constraint "
-        f"changed test accuracy by {'; '.join(diffs)} (stabilized − BN only)."
+        f"Without the constraint (BN only) the sign rules' layers with BN after them ended at a median "
+        f"{bn.growth.median():.2f}× their initial ‖W‖ (range {bn.growth.min():.2f}–{bn.growth.max():.2f}), "
+        f"so their effective learning rate η/‖W‖² summed over the run was {share:.2f}× what it is with ‖W‖ "
+        f"held: the guess's mechanism {there} (level {EFFECTIVE_LR_DROP:g}×). The head, with no BN after it, "
+        f"ended at {head.growth.median():.2f}× its initial norm; the constraint holds it, and with it the "
+        f"logits' scale, at {held[held.top.astype(bool)].growth.median():.2f}×. Under the constraint the "
+        f"effective lr followed the cosine schedule (down to {_last_lr_fraction(history):.2f} of its start "
+        f"in the last epoch). The constraint changed test accuracy by {'; '.join(diffs) or 'n/a'} "
+        f"(stabilized − BN only)."
     )
 
 
