@@ -712,6 +712,10 @@ def claims(summary: pd.DataFrame, history: pd.DataFrame, scale: str) -> pd.DataF
     for model, arch in ARCHS.items():
         own = sorted(summary.depth[summary.model == model].unique())
         lo, hi = own[0], own[-1]
+        if lo == hi:
+            parts.append(cl.INCONCLUSIVE)
+            texts.append(f"{arch}: one depth only ({lo})")
+            continue
         bp = {d: _pct(summary, model=model, depth=d, rule="bp", recipe=REFERENCE) for d in (lo, hi)}
         fa = {d: _pct(summary, model=model, depth=d, rule="fa", recipe=REFERENCE) for d in (lo, hi)}
         gaps = {d: bp[d] - fa[d] for d in (lo, hi)}
