@@ -183,8 +183,8 @@ def test_tables_and_figures_from_a_fake_run(tmp_path):
 def test_regime_table_is_computed_from_each_scales_configs():
     table = mk.regime_table().set_index("quantity")
     cpu = mk._deepest_config("cpu", **mk._sign_cell("usf", *mk.STABILIZED))
-    assert table.loc["training images", "cpu"] == regime.train_size(cpu) == 15_000
-    assert table.loc["optimizer steps", "cpu"] == 6 * math.ceil(15_000 / 128)
+    assert table.loc["training images", "cpu"] == regime.train_size(cpu) == 12_000
+    assert table.loc["optimizer steps", "cpu"] == 6 * math.ceil(12_000 / 128)
     assert table.loc["training images", "paper"] == 55_000 and table.loc["epochs", "cpu / paper"] == 6 / 20
     usf = "∏ ‖B‖/‖W‖ above the input layer, uSF, B sized like W"
     assert table.loc[usf, ["paper", "cpu", "smoke"]].tolist() == pytest.approx([1.0, 1.0, 1.0], rel=1e-4)
