@@ -12,24 +12,26 @@ its state (momentum, Adam's moments) is left as it is. (An earlier fabook versio
 ``W = n₀ V/‖V‖``; the optimizer then stepped on ``V`` with a projected gradient, ``‖V‖`` grew and the
 trajectory differed from the paper's, so it was replaced.)
 
-**Kolen–Pollack (and PFA) under the constraint.** KP means: ``B`` receives ``W``'s update, and each
-decays by its own weight decay, so that ``W − B`` shrinks. Under the constraint ``W``'s update has one more
-part, the rescale's correction ``r = (c − 1)·W``; ``B`` receives it too (``B ← B + r``), so ``W − B``
-evolves exactly as in unconstrained KP — ``(1 − ηλ)`` per plain SGD step. PFA's ``R`` receives it the way
-it receives ``W``'s gradient, as ``Bᵀ r``. (Scaling ``B`` by ``c`` instead would undo its decay, as the
-rescale undoes ``W``'s: ``c ≈ 1/(1 − ηλ)`` for small gradients, and ``W − B`` would barely shrink;
-correcting ``W`` alone leaves ``B`` behind.) Sign rules need nothing (``sign(cW) = sign(W)``); WM's mirror
-follows ``W`` by itself and FA's ``B`` is fixed.
+**Kolen–Pollack (and PFA) under the constraint: the rescale is ``W``'s alone.** ``B`` (KP) and ``R`` (PFA)
+move by their own optimizer step — the local gradient they receive and their own weight decay — and by
+nothing else. An earlier fabook version also added the rescale's correction ``(c − 1)·W`` to ``B`` (and
+``Bᵀ`` of it to ``R``) so that ``W − B`` kept KP's ``(1 − ηλ)`` contraction; but that correction is
+``B ← (1 − ηλ)·B + ηλ·W`` in disguise: ``B`` copied ``W``, the weight transport the rule exists to avoid. It
+was removed. What follows, and why no local correction replaces it: the rescale undoes ``W``'s decay (for
+small gradients ``c ≈ 1/(1 − ηλ)``) while ``B`` keeps decaying, so ``W`` remembers its start and ``B``
+forgets its own; ``W − B`` no longer contracts at ``(1 − ηλ)``, and ``B`` aligns with ``W`` only as far as
+their shared gradients dominate ``W``'s initial part (``tests/test_norm_constraint.py`` measures it).
+Rescaling ``B`` to its own initial norm — a correction a feedback synapse could make from ``B`` alone —
+would undo ``B``'s decay too and stop the contraction altogether. Sign rules need nothing
+(``sign(cW) = sign(W)``); WM's mirror follows ``W`` by itself and FA's ``B`` is fixed.
 
-**Kolen–Pollack with momentum or Adam** (measured by ``tests/test_norm_constraint.py``). KP's exact
-per-step contraction ``W − B ← (1 − ηλ)(W − B)`` holds for plain SGD, for AdamW (decoupled decay; ``W`` and
-``B`` get the same gradient, hence the same moments) and for Batch Manhattan without momentum. With SGD
-momentum μ the difference obeys the heavy-ball recursion ``v ← μv + λD``, ``D ← D − ηv``: it contracts, but
-unevenly — by ``(1 − ηλ)`` on the first step, then faster, towards ``1 − ηλ/(1 − μ)`` per step (10× the
-SGD rate at μ = 0.9, η λ small; measured at η = 0.05, λ = 0.02: 0.9990, 0.9981, 0.9934 at step 10,
-0.9889 at step 60). With Adam (L2 decay inside the moments) ``W`` and ``B`` see gradients
-that differ by ``λ(W − B)`` and are divided by per-entry ``√v``: the contraction depends on the gradients'
-size and is not a fixed rate (same setting: 0.935–0.982 per step).
+**Kolen–Pollack with momentum or Adam** (without the constraint; :class:`fabook.rules.KolenPollack`). KP's
+exact per-step contraction ``W − B ← (1 − ηλ)(W − B)`` holds for plain SGD, for AdamW (decoupled decay;
+``W`` and ``B`` get the same gradient, hence the same moments) and for Batch Manhattan without momentum.
+With SGD momentum μ the difference obeys the heavy-ball recursion ``v ← μv + λD``, ``D ← D − ηv``: it
+contracts, but unevenly — by ``(1 − ηλ)`` on the first step, then faster, towards ``1 − ηλ/(1 − μ)`` per
+step. With Adam (L2 decay inside the moments) the contraction depends on the gradients' size and is not a
+fixed rate.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ import torch
 from torch import nn
 
 from fabook.layers import RuleLayer, rule_layers
-from fabook.rules import KolenPollack, ProductFeedbackAlignment
 
 BUFFER = "weight_norm"
 """The buffer on each constrained rule layer that holds its forward weight's norm ``n₀``."""
@@ -60,19 +61,13 @@ def constrained(model: nn.Module) -> list[tuple[str, RuleLayer]]:
 
 @torch.no_grad()
 def rescale(model: nn.Module) -> None:
-    """Rescale each constrained layer's ``W`` to its recorded norm; KP's ``B`` gets the same correction
-    ``(c − 1)·W``, PFA's ``R`` gets ``Bᵀ`` of it. A no-op on a model without constrained layers."""
+    """Rescale each constrained layer's ``W`` to its recorded norm, and nothing else (no feedback weight
+    learns what the rescale did to ``W``). A no-op on a model without constrained layers."""
     for _, layer in constrained(model):
         norm = layer.weight.norm()
         if norm == 0:
             continue
-        correction = layer.weight * (getattr(layer, BUFFER) / norm - 1)
-        layer.weight.add_(correction)
-        if isinstance(layer.rule, KolenPollack):
-            layer.feedback.add_(correction)
-        elif isinstance(layer.rule, ProductFeedbackAlignment):
-            r = torch.tensordot(layer.feedback_b.t(), correction, dims=1)
-            layer.feedback_r.add_(r * layer.feedback_r_mask if hasattr(layer, "feedback_r_mask") else r)
+        layer.weight.mul_(getattr(layer, BUFFER) / norm)
 
 
 class _Rescale:

@@ -246,41 +246,76 @@ def uniform_levels(out: Tensor, high: float) -> Tensor:
     return torch.add(offset, k, alpha=step, out=out)
 
 
+SIGN_SCALES: tuple[str, ...] = ("weight", "fan_in")
+"""The named sizes of a sign rule's feedback (its ``scale`` option; a positive number is the third way)."""
+
+
+def _check_scale(scale: float | str) -> float | str:
+    named = isinstance(scale, str) and scale in SIGN_SCALES
+    if not (named or (not isinstance(scale, str) and _is_number(scale) and scale > 0)):
+        raise ValueError(
+            f"scale={scale!r}: accepted: {', '.join(map(repr, SIGN_SCALES))} or a positive finite number"
+        )
+    return scale
+
+
 class SignSymmetry(Rule):
     """Sign symmetry (Liao, Leibo & Poggio 2016): ``B = sign(W) ⊙ M``; the signs follow ``W`` every step.
 
-    The variants differ only in the magnitudes ``M`` (subclasses below). ``scale`` sets their size; random
-    magnitudes are i.i.d. uniform on (0, 2·scale), so their mean equals uSF's magnitude: on the 2¹⁶ evenly
-    spaced levels ``(k + ½)·2·scale/2¹⁶``, ``k = 0 … 2¹⁶ − 1`` (:func:`uniform_levels`; strictly positive,
+    The variants differ only in the magnitudes ``M`` (subclasses below). ``scale`` sets their size ``s``;
+    random magnitudes are i.i.d. uniform on (0, 2s), so their mean equals uSF's magnitude: on the 2¹⁶ evenly
+    spaced levels ``(k + ½)·2s/2¹⁶``, ``k = 0 … 2¹⁶ − 1`` (:func:`uniform_levels`; strictly positive,
     variance within 4e-10 of the continuous uniform's, and half the cost of ``uniform_`` on CPU, which
-    matters for brSF's redraw every batch).
+    matters for brSF's redraw every batch). ``s`` is fixed when the rule is set up on a layer and kept in
+    the layer's buffer ``feedback_scale`` (saved in ``state_dict``):
 
-    - ``scale="fan_in"`` (the default; our choice, not the paper's): ``1/√fan_in``, the bound of torch's
-      default initialization, so each layer multiplies the error by about ``√(fan_out/fan_in)`` as a
-      default-initialized weight would. Every sign rule then trains a torchvision ResNet-18 with or without
-      batch norm: one SGD step at lr 0.1 stays finite, and the weight gradients' norm is 0.4–1.2× BP's
-      (uSF 0.42, frSF 0.79, brSF 1.18 at batch 4, 32×32 inputs; ``tests/test_rule_edges.py``).
-    - ``scale=1.0`` is the paper's ``|B| = 1`` (Liao, Leibo & Poggio 2016). Each layer then multiplies the
-      error by about ``√fan_out``: fine for a few layers, but on ResNet-18 the weight gradients reach ~1e18
-      (stem ~1e24) and one SGD step makes the outputs non-finite, batch norm or not (BN rescales the
-      forward signal, not this backward one). It needs Batch Manhattan (:class:`fabook.optim.BatchManhattan`),
-      whose step uses only the gradients' signs — the paper's BN + BM recipe.
+    - ``scale="weight"`` (the default): ``s`` = the root-mean-square of the layer's weight at setup, so uSF's
+      ``‖B‖ = ‖W‖`` (random magnitudes: mean ``s``, ``‖B‖ ≈ 1.15 ‖W‖``) whatever initialised ``W``, as FA's
+      ``init="weight"`` does for its ``B``. This is what the papers' code does: Xiao et al.'s sign symmetry
+      (willwx/sign-symmetry, Akrout et al.'s baseline) uses ``sign(W)·√(2/(k²·c_out))``, the std of
+      torchvision's He initialisation; Li & Benna scale their sign baseline to the init std of ``W``;
+      Moskovitz et al. scale the feedback to ``W``. Why it is the default: with batch norm a layer's
+      backward gain relative to BP is ``‖B‖/‖W‖``, so any other size compounds with depth (``1/√fan_in``
+      against He-initialised convolutions is 0.71 per layer, 0.09 over seven). An all-zero ``W`` (or a
+      meta tensor) falls back to ``"fan_in"``.
+    - ``scale="fan_in"``: ``s = 1/√fan_in``, the bound of torch's default initialisation (fabook's default
+      before; ``‖B‖ ≈ √3 ‖W‖`` for a default-initialised layer, 0.71 ‖W‖ for a He-initialised conv).
+    - ``scale=1.0`` (any positive number): ``s`` itself; 1 is Liao, Leibo & Poggio's ``|B| = 1``. Each
+      layer then multiplies the error by about ``√fan_out``: fine for a few layers, but on ResNet-18 the
+      weight gradients reach ~1e18 (stem ~1e24) and one SGD step makes the outputs non-finite, batch norm
+      or not (BN rescales the forward signal, not this backward one). It needs Batch Manhattan
+      (:class:`fabook.optim.BatchManhattan`), whose step uses only the gradients' signs — the paper's
+      BN + BM recipe.
     """
 
-    def __init__(self, scale: float | str = "fan_in") -> None:
-        if scale != "fan_in" and not (_is_number(scale) and scale > 0):
-            raise ValueError(f"scale={scale!r}: accepted are a positive finite number or 'fan_in'")
-        self.scale = scale
+    def __init__(self, scale: float | str = "weight") -> None:
+        self.scale = _check_scale(scale)
+
+    def setup(self, layer: RuleLayer) -> None:
+        w = layer.weight.detach()
+        s = 1.0 / math.sqrt(layer.fan_in) if self.scale in SIGN_SCALES else float(self.scale)
+        if self.scale == "weight" and w.numel() and not w.is_meta:
+            s = float(w.double().square().mean().sqrt()) or s
+        t = torch.tensor(s, device=w.device, dtype=w.dtype)
+        layer.register_buffer("feedback_scale", t)
+        layer.__dict__["_feedback_scale_cache"] = (t, t._version, float(t.new_tensor(s, device="cpu")))
 
     def _scale(self, layer: RuleLayer) -> float:
-        return 1.0 / math.sqrt(layer.fan_in) if self.scale == "fan_in" else float(self.scale)
+        """``s`` as a Python number, read from the buffer once per value (no device sync every step; a
+        loaded ``state_dict`` or ``.to()`` gives a new value or tensor, which is read again)."""
+        t = layer.feedback_scale
+        cached = layer.__dict__.get("_feedback_scale_cache")
+        if cached is None or cached[0] is not t or cached[1] != t._version:
+            cached = (t, t._version, float(t))
+            layer.__dict__["_feedback_scale_cache"] = cached
+        return cached[2]
 
     def _draw_magnitude(self, layer: RuleLayer, out: Tensor | None = None) -> Tensor:
         w = layer.weight
         out = torch.empty(w.shape, device=w.device, dtype=w.dtype) if out is None else out
         return uniform_levels(out, 2.0 * self._scale(layer))
 
-    def magnitude(self, layer: RuleLayer) -> Tensor | float:
+    def magnitude(self, layer: RuleLayer) -> Tensor:
         return layer.feedback_magnitude
 
     def backward_weight(self, layer: RuleLayer) -> Tensor:
@@ -288,16 +323,16 @@ class SignSymmetry(Rule):
 
 
 class UniformSignFeedback(SignSymmetry):
-    """uSF (Liao et al. 2016): ``B = sign(W) · scale``, all magnitudes equal (1 in the paper: ``scale=1``)."""
+    """uSF (Liao et al. 2016): ``B = sign(W) · s``, all magnitudes equal (1 in the paper: ``scale=1``)."""
 
     name = "usf"
 
-    def magnitude(self, layer: RuleLayer) -> float:
-        return self._scale(layer)
+    def magnitude(self, layer: RuleLayer) -> Tensor:
+        return layer.feedback_scale
 
 
 class BatchRandomSignFeedback(SignSymmetry):
-    """brSF (Liao et al. 2016): ``B = sign(W) ⊙ M``, ``M ~ U(0, 2·scale)`` redrawn for every batch.
+    """brSF (Liao et al. 2016): ``B = sign(W) ⊙ M``, ``M ~ U(0, 2s)`` redrawn for every batch.
 
     The redraw happens in each backward pass that sends an error down (a layer whose input needs no
     gradient, such as the first one, never uses ``B``: it skips the draw); ``M`` is the buffer
@@ -308,6 +343,7 @@ class BatchRandomSignFeedback(SignSymmetry):
     name = "brsf"
 
     def setup(self, layer: RuleLayer) -> None:
+        super().setup(layer)
         layer.register_buffer("feedback_magnitude", self._draw_magnitude(layer))
 
     def backward(self, layer: RuleLayer, x: Tensor, grad_y: Tensor, needs: tuple[bool, bool, bool]) -> Grads:
@@ -320,11 +356,12 @@ class BatchRandomSignFeedback(SignSymmetry):
 
 
 class FixedRandomSignFeedback(SignSymmetry):
-    """frSF (Liao et al. 2016): ``B = sign(W) ⊙ M``, ``M ~ U(0, 2·scale)`` drawn once and kept."""
+    """frSF (Liao et al. 2016): ``B = sign(W) ⊙ M``, ``M ~ U(0, 2s)`` drawn once and kept."""
 
     name = "frsf"
 
     def setup(self, layer: RuleLayer) -> None:
+        super().setup(layer)
         layer.register_buffer("feedback_magnitude", self._draw_magnitude(layer))
 
 
@@ -337,7 +374,7 @@ class SignConcordance(FixedRandomSignFeedback):
 
     name = "sc"
 
-    def __init__(self, p: float = 1.0, scale: float | str = "fan_in") -> None:
+    def __init__(self, p: float = 1.0, scale: float | str = "weight") -> None:
         super().__init__(scale)
         self.p = _check_fraction("p", p, allow_zero=True)
 
@@ -472,7 +509,11 @@ class ProductFeedbackAlignment(Rule):
     and weight decay as ``W``, so ``B R → W``. ``k`` is the expansion ratio. ``orthogonal=True`` draws ``B``
     with orthonormal rows (``B Bᵀ = I``); ``b_density``/``r_density`` < 1 fix random sparsity masks on
     B and R.
-    With ``k = 1`` and ``B = I`` this is Kolen–Pollack. For grouped convolutions ``B`` is block-diagonal.
+    With ``k = 1`` and ``B = I`` this is Kolen–Pollack. For grouped convolutions ``B`` is block-diagonal
+    (group g's outputs mix only group g's hidden channels, as ``R`` is a grouped kernel): a ``B`` set by hand
+    with entries outside those blocks (e.g. the PFA authors' dense ``B`` over all channels) describes a path
+    from one group's outputs to another group's inputs that a grouped ``W`` does not have; the backward pass
+    refuses it (ValueError) rather than compute a product the layer cannot hold.
     ``R`` is drawn with ``init`` (:func:`init_feedback`); since ``B``'s rows have unit norm, ``B R`` then has
     the root-mean-square of ``W``.
 
@@ -528,6 +569,7 @@ class ProductFeedbackAlignment(Rule):
 
     def backward(self, layer: RuleLayer, x: Tensor, grad_y: Tensor, needs: tuple[bool, bool, bool]) -> Grads:
         b = layer.feedback_b
+        _check_grouped_feedback(layer, b)
         out, hidden = b.shape
         rows, w = grad_y.numel() // out, layer.weight.numel()  # rows: samples x output positions
         per_sample = rows * (out * hidden + hidden // out * w * (1 + needs[0]))  # Bᵀδy; ∂R; Rᵀ(Bᵀδy)
@@ -544,6 +586,29 @@ class ProductFeedbackAlignment(Rule):
         if self.r_density < 1:
             gr = gr * layer.feedback_r_mask
         return gx, gw, gb, (gr,)
+
+
+def _check_grouped_feedback(layer: RuleLayer, b: Tensor) -> None:
+    """ValueError when a grouped layer's ``B`` has entries outside its diagonal blocks (checked once per
+    value of ``B``: a new tensor or an in-place change is checked again)."""
+    groups = layer.groups_
+    if groups == 1:
+        return
+    seen = layer.__dict__.get("_checked_feedback_b")
+    if seen is not None and seen[0] is b and seen[1] == b._version:
+        return
+    out, hidden = b.shape
+    blocks = b.detach().reshape(groups, out // groups, groups, hidden // groups)
+    off = blocks.abs().sum(dim=(1, 3)) * (1 - torch.eye(groups, device=b.device, dtype=b.dtype))
+    if off.any():
+        raise ValueError(
+            f"feedback_b of shape {tuple(b.shape)} has nonzero entries outside the {groups} diagonal "
+            f"blocks of shape ({out // groups}, {hidden // groups}) of a grouped convolution "
+            f"(groups={groups}): R is a grouped kernel, so B R cannot connect one group's outputs to another "
+            "group's inputs; "
+            "accepted: a block-diagonal B (as the rule draws it), or groups=1"
+        )
+    layer.__dict__["_checked_feedback_b"] = (b, b._version)
 
 
 class OrthogonalPFA(ProductFeedbackAlignment):

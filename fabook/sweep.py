@@ -11,9 +11,10 @@ Its cells are ``product(grid) x conditions``, each ``base`` updated by one grid 
 condition lets several fields vary together). Identical cells are run once. The ``name`` is a folder name
 (the CLI's default results folder is ``runs/<name>``).
 
-Cells run one after another, or in a local pool of worker processes (:func:`run_cells`): a Ctrl-C (or an
-error in one cell) stops every worker, each in-flight cell keeps its last epoch's checkpoint, and no other
-cell starts; running the sweep again resumes.
+Cells run one after another, or in a local pool of worker processes (:func:`run_cells`): a Ctrl-C or a
+SIGTERM (or an error in one cell) stops every worker, each in-flight cell keeps its last epoch's checkpoint,
+and no other cell starts; running the sweep again resumes. A worker whose parent died without stopping it
+(SIGKILL) stops its cell and exits.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from fabook import launch, results
+from fabook.interrupt import sigterm_as_interrupt
+from fabook.progress import bar as progress_bar
 from fabook.results import ResultFileError
 from fabook.train import Config, Result, load_result, lock_path, result_path, train, validate
 
@@ -118,17 +120,29 @@ def start_method(configs: Iterable[Config]) -> str:
 
 _stopped = False  # in a worker process: the sweep was interrupted
 _busy = False  # in a worker process: a cell is training now
+_parent = 0  # in a worker process: the sweep's process id
+PARENT_POLL_SECONDS = 1.0  # how often a worker checks that the sweep is still there
 
 
 def _init_worker(stop: threading.Event) -> None:
-    """A worker process: on SIGINT (a Ctrl-C reaches every process of the terminal), or when the parent sets
-    ``stop`` (a thread here turns it into a SIGINT), interrupt the cell being trained and start no other."""
+    """A worker process: on SIGINT (a Ctrl-C reaches every process of the terminal) or SIGTERM (``timeout``
+    signals the process group), or when the parent sets ``stop`` or dies (a thread here turns either into a
+    SIGINT), interrupt the cell being trained and start no other."""
+    global _parent
+    _parent = os.getppid()
     signal.signal(signal.SIGINT, _on_interrupt)
+    signal.signal(signal.SIGTERM, _on_interrupt)
     threading.Thread(target=_interrupt_when_set, args=(stop,), daemon=True).start()
 
 
+def _orphaned() -> bool:
+    """Whether the sweep that started this worker is gone (killed without setting ``stop``)."""
+    return os.getppid() != _parent
+
+
 def _interrupt_when_set(stop: threading.Event) -> None:
-    stop.wait()
+    while not stop.wait(PARENT_POLL_SECONDS) and not _orphaned():
+        pass
     os.kill(os.getpid(), signal.SIGINT)
 
 
@@ -139,6 +153,8 @@ def _on_interrupt(signum: int, frame: object) -> None:
     if _busy:  # only while training: an idle worker must stay able to answer the pool
         _busy = False
         raise KeyboardInterrupt
+    if _orphaned():  # idle, and no pool will hand it a cell again
+        os._exit(1)
 
 
 def _run_cell(config: Config, out_dir: str) -> Result | None:
@@ -150,6 +166,8 @@ def _run_cell(config: Config, out_dir: str) -> Result | None:
             return None
         return train(config, out_dir=out_dir, progress=False)
     except KeyboardInterrupt:
+        if _orphaned():  # its checkpoint is kept; nobody is left to take the answer
+            os._exit(1)
         return None
     finally:
         _busy = False
@@ -160,8 +178,14 @@ def run_cells(configs: list[Config], out_dir: Path, jobs: int = 1, progress: boo
 
     Cells another process is training now (its lock held) come last, and :func:`train` then waits for that
     process and loads its result. With ``jobs > 1`` a local pool of worker processes trains them; an
-    interrupt or an error stops every worker (see the module's docstring) and is raised here.
+    interrupt (SIGINT or SIGTERM) or an error stops every worker (see the module's docstring) and is raised
+    here, a SIGTERM as KeyboardInterrupt.
     """
+    with sigterm_as_interrupt():
+        yield from _run_cells(configs, out_dir, jobs, progress)
+
+
+def _run_cells(configs: list[Config], out_dir: Path, jobs: int, progress: bool) -> Iterator[Result]:
     pending = sorted(configs, key=lambda c: results.is_locked(lock_path(c, out_dir)))
     if jobs == 1 or len(pending) <= 1:
         for cfg in pending:
@@ -216,7 +240,9 @@ def run_sweep(
             todo.append(cfg)
     if todo:
         results.check_folder(out)
-    bar = tqdm(total=len(configs), initial=len(done), desc=spec["name"], unit="cell", disable=not progress)
+    bar = progress_bar(
+        total=len(configs), initial=len(done), desc=spec["name"], unit="cell", disable=not progress
+    )
     if engine == "submitit" and todo:
         done |= launch.run_submitit(todo, out, **(engine_options or {}))
         bar.update(len(todo))

@@ -9,7 +9,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from fabook import book
+from fabook import book, browser
+from fabook.book import execution, staging
 
 ROOT = Path(__file__).resolve().parents[1]
 COLAB = "https://colab.research.google.com/github/fabook/fabook/blob/main/notebooks/{}.ipynb"
@@ -280,14 +281,14 @@ def test_stage_keeps_stderr_and_test_cells_off_the_page() -> None:
         nbformat.v4.new_output("stream", name="stderr", text="TqdmWarning: IProgress not found"),
         nbformat.v4.new_output("stream", name="stdout", text="kept"),
     ]
-    book._for_the_page(nb)
+    staging._for_the_page(nb)
     assert [o.name for o in nb.cells[0].outputs] == ["stdout"]
     assert nb.cells[1].metadata.tags == ["remove-cell"] and nb.cells[0].metadata.tags == []
 
 
 def test_sweep_progress_reaches_the_terminal_once_per_cell() -> None:
     lines: list[str] = []
-    progress = book._SweepProgress("  ", lines.append, every=0)
+    progress = execution._SweepProgress("  ", lines.append, every=0)
     progress.write("TqdmWarning: IProgress not found\n")
     bar = "\rliao: {:3d}%|#   | {}/8 [00:{:02d}<00:30, 1.1s/cell]"
     for done in (0, 1, 1, 8):
@@ -299,7 +300,7 @@ def test_sweep_progress_reaches_the_terminal_once_per_cell() -> None:
         "  sweep liao: 8/8 cells (00:08 elapsed)",
     ]
     lines.clear()
-    throttled = book._SweepProgress("", lines.append, every=3600)
+    throttled = execution._SweepProgress("", lines.append, every=3600)
     for done in range(9):
         throttled.write(bar.format(done * 12, done, done))
     assert [line.split(":")[1] for line in lines] == [
@@ -326,13 +327,13 @@ def test_a_figure_cell_without_figure_is_reported(tmp_path: Path) -> None:
     assert "saves a figure but shows none" in book.figure_problems([path])[0]
 
 
-@pytest.mark.skipif(book.find_chromium() is None, reason="no headless Chromium here")
+@pytest.mark.skipif(browser.find() is None, reason=browser.skipped())
 def test_screenshots_of_every_page(tmp_path: Path) -> None:
     html = tmp_path / "html"
     (html / "notebooks").mkdir(parents=True)
     (html / "notebooks" / "a.html").write_text(page(GOOD_TABLE))
     (html / "math.html").write_text('<p><span class="math notranslate nohighlight">\\(x\\)</span></p>')
-    problems = book.screenshot(html, tmp_path / "shots")
+    problems = book.screenshot(html, tmp_path / "shots", browser=browser.find())
     assert sorted(p.name for p in (tmp_path / "shots").iterdir()) == ["math.png", "notebooks__a.png"]
     assert problems == [f"{html / 'math.html'}: maths not rendered by MathJax in headless Chromium"]
 
@@ -391,10 +392,9 @@ def test_a_fresh_venv_runs_the_notebook_as_colab_would(name: str, tmp_path: Path
     assert (content / "runs" / name / "smoke").is_dir() and (content / "figures" / name).is_dir()
 
 
-def test_the_tests_run_on_the_constraints() -> None:
-    """make and CI install with constraints.txt: its pins meet pyproject's ranges, and are what runs here."""
-    from importlib import metadata
-
+def test_the_constraints_pin_every_requirement_within_its_range() -> None:
+    """make and CI install with constraints.txt: its pins meet pyproject's ranges (that they are what is
+    installed is CI's check, .ci/check_constraints.py: a user's environment may hold newer releases)."""
     import tomllib
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
@@ -409,8 +409,6 @@ def test_the_tests_run_on_the_constraints() -> None:
         name = canonicalize_name(req.name)
         assert name in pins, f"{name} is not pinned in constraints.txt (make constraints)"
         assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} is outside {req}"
-        installed = metadata.version(req.name)
-        assert installed.split("+")[0] == pins[name], f"{name} {installed} here, {pins[name]} pinned"
 
 
 def test_display_shows_tables_whole_and_passes_the_page_check() -> None:

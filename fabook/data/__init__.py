@@ -1,6 +1,7 @@
 """Data sets by name: ``load(name)`` gives a standardized, seeded train/test :class:`Split`.
 
-``CATALOGUE`` lists every set with its shape, classes, sizes, source and fetch command. The offline sets load
+``CATALOGUE`` lists every set with its shape, classes, sizes, source and fetch command; ``ensure(name)`` gets
+one onto this machine (``python -m fabook.data ensure NAME``). The offline sets load
 with no internet (shipped with fabook, or from Debian / PyPI packages); the paper sets need a download
 (``download=True``, e.g. on Colab) or, for ImageNet, a folder. See :mod:`fabook.data.prepare` for the split,
 cap and standardization conventions.
@@ -16,6 +17,7 @@ import pandas as pd
 from . import offline, paper
 from .cache import default_root
 from .catalogue import CATALOGUE, TEST_FRACTION, DatasetInfo, get_info
+from .fetch import ensure
 from .prepare import Split, finish
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "available",
     "catalogue_table",
     "default_root",
+    "ensure",
     "get_info",
     "load",
     "missing",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,8 @@ from .idx import missing_mnist_files, read_mnist_folder
 from .prepare import Raw
 from .small import SMALL_DIR
 
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+DEBIAN_DATA = Path("/usr/share/datasets")
+DEBIAN_ENV = "FABOOK_DEBIAN_DATA"
 FASHION_WAYS = (
     "set FABOOK_DATA (or pass root=) to a folder holding FashionMNIST/raw/ with the four IDX files; "
     "on Debian/Ubuntu: sudo apt-get update && sudo apt-get install dataset-fashion-mnist; "
@@ -58,8 +60,15 @@ def _labels(y: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.asarray(y), dtype=torch.int64)
 
 
+def debian_folder(name: str) -> Path:
+    """Where the Debian package of data set ``name`` puts its files: ``$FABOOK_DEBIAN_DATA/<name>`` if that
+    is set (CI hides an installed package by pointing it at an empty folder), else /usr/share/datasets/<name>.
+    """
+    return Path(os.environ.get(DEBIAN_ENV) or DEBIAN_DATA) / name
+
+
 def _fashion_folders(root: Path) -> tuple[Path, Path]:
-    return root / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST
+    return root / "FashionMNIST" / "raw", debian_folder("fashion-mnist")
 
 
 def _mnist_layout(folder: Path) -> Raw:

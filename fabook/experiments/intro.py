@@ -21,8 +21,9 @@ NOTEBOOK = "intro_feedback_alignment"
 RULES = ("bp", "fa", "usf", "kp", "wm", "pfa")
 PAPERS = {"kp": "Akrout et al. 2019", "wm": "Akrout et al. 2019", "pfa": "Li & Benna 2024"}
 """The paper whose claims are checked for each rule that keeps its feedback close to W."""
-RULE_OPTIONS = {"usf": {"scale": "fan_in"}}
-"""uSF with ``|B| = 1/√fan_in``: the paper's ``|B| = 1`` needs batch norm or Batch Manhattan (Liao)."""
+RULE_OPTIONS = {"usf": {"scale": "weight"}}
+"""uSF with ``|B|`` the size of ``W`` (as the papers' code runs it): the paper's ``|B| = 1`` needs batch norm
+or Batch Manhattan (Liao)."""
 
 SETTINGS = {
     "smoke": dict(dataset="fashion-mnist-small", max_train=1000, max_test=500, epochs=2, width=64, seeds=1),
