@@ -97,7 +97,7 @@ def test_conditions_cover_the_depth_sweep_and_the_ablation_once_each():
     measured = {(c["model"], c["depth"]) for c in cells if c["metrics_every"]}
     assert measured == {("deepcnn", 8)} and all(c["metrics_every"] for c in cells if c["depth"] == 8
                                                 and c["model"] == "deepcnn")  # fmt: skip
-    assert {c["schedule"] for c in cells} == {"cosine"} and {c["val_fraction"] for c in cells} == {0.0625}
+    assert {c["schedule"] for c in cells} == {"cosine"} and {c["val_fraction"] for c in cells} == {1 / 11}
     # the deepest cell builds; on the shipped sample of the same shape, so that no full data set is needed
     validate(Config(**{**cells[-1], "dataset": mk.SMOKE_DATASET}), build=True)
 
@@ -184,8 +184,8 @@ def test_tables_and_figures_from_a_fake_run(tmp_path):
 def test_regime_table_is_computed_from_each_scales_configs():
     table = mk.regime_table().set_index("quantity")
     cpu = mk._deepest_config("cpu", **mk._sign_cell("usf", *mk.STABILIZED))
-    assert table.loc["training images", "cpu"] == regime.train_size(cpu) == 12_000
-    assert table.loc["optimizer steps", "cpu"] == 6 * math.ceil(12_000 / 128)
+    assert table.loc["training images", "cpu"] == regime.train_size(cpu) == 10_000
+    assert table.loc["optimizer steps", "cpu"] == 6 * math.ceil(10_000 / 128)
     assert table.loc["training images", "paper"] == 55_000 and table.loc["epochs", "cpu / paper"] == 6 / 20
     usf = "∏ ‖B‖/‖W‖ above the input layer, uSF, B sized like W"
     assert table.loc[usf, ["paper", "cpu", "smoke"]].tolist() == pytest.approx([1.0, 1.0, 1.0], rel=1e-4)
