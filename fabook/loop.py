@@ -87,8 +87,10 @@ def evaluate(model: nn.Module, batches: Iterator, *, top5: bool = False) -> tupl
 
 def alignment(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, dict[str, Any]]:
     """Per rule layer: ``weight_angle`` (deg), ``sign_concordance``, ``norm_ratio``, ``distance``
-    (``‖W − B‖``), ``weight_norm`` (``‖W‖``) and ``grad_angle`` (deg, the rule's weight gradient vs backprop's
-    on the batch, in training mode). Leaves the model and the global random state as they were."""
+    (``‖W − B‖``), ``weight_norm`` (``‖W‖``), ``grad_angle`` (deg, the rule's weight gradient vs backprop's on
+    the batch, in training mode) and ``error_ratio`` (the error reaching the layer's output, rule's norm over
+    BP's; :func:`fabook.metrics.gradient_alignment`). Leaves the model and the global random state as they
+    were."""
     was_training = model.training
     model.train()  # the gradients training makes (gradient_alignment works on a copy of the model)
     with torch.random.fork_rng(devices=_cuda_devices(model)):
@@ -106,7 +108,8 @@ def alignment(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> 
             "weight_norm": row["weight_norm"],
         }
     for row in grads.to_dict("records"):
-        out.setdefault(row["layer"], {"rule": row["rule"]})["grad_angle"] = row["angle_deg"]
+        entry = out.setdefault(row["layer"], {"rule": row["rule"]})
+        entry["grad_angle"], entry["error_ratio"] = row["angle_deg"], row["error_ratio"]
     return results.jsonable(out)
 
 

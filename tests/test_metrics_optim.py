@@ -28,7 +28,8 @@ def test_angle_deg():
 def test_weight_alignment_per_layer():
     bp = weight_alignment(_mlp("bp"))
     columns = ["layer", "rule", "angle_deg", "sign_concordance", "norm_ratio", "distance", "weight_norm"]
-    assert list(bp.columns) == columns and list(bp.layer) == ["0", "2", "4"]
+    assert list(bp.columns) == columns
+    assert list(bp.layer) == ["0", "2", "4"]
     assert bp.weight_norm.iloc[-1] == pytest.approx(float(_mlp("bp")[4].weight.detach().norm()), rel=1e-6)
     assert bp.angle_deg.abs().max() < 1e-3 and (bp.sign_concordance == 1).all()
     assert (bp.norm_ratio - 1).abs().max() < 1e-9 and bp.distance.max() < 1e-6
@@ -47,9 +48,11 @@ def test_gradient_alignment_zero_for_bp_and_leaves_model_untouched():
     model = _mlp("fa")
     state = {k: v.clone() for k, v in model.state_dict().items()}
     fa = gradient_alignment(model, x, y)
-    assert list(fa.columns) == ["layer", "rule", "angle_deg"]
+    assert list(fa.columns) == ["layer", "rule", "angle_deg", "error_ratio"]
     # the top layer's update is BP's (it gets the true error); lower layers' updates differ
     assert fa.angle_deg.iloc[-1] < 1e-3 and (fa.angle_deg.iloc[:-1] > 1).all()
+    assert fa.error_ratio.iloc[-1] == pytest.approx(1.0) and (fa.error_ratio.iloc[:-1] != 1.0).all()
+    assert (bp.error_ratio - 1).abs().max() < 1e-9
     assert all(p.grad is None for p in model.parameters())
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, state[k], rtol=0, atol=0)
@@ -113,3 +116,17 @@ def test_weight_alignment_of_pfa_measures_w_against_the_product_b_r(rule, option
         cos = float(w @ product.flatten() / (w.norm() * product.norm()))
         assert table.loc[name, "angle_deg"] == pytest.approx(math.degrees(math.acos(cos)), abs=1e-4)
         assert table.loc[name, "norm_ratio"] == pytest.approx(float(product.norm() / w.norm()), rel=1e-5)
+
+
+def test_error_ratio_compounds_the_feedback_scale_layer_by_layer():
+    # every |W| entry 0.1 and uSF's |B| = 0.2: B = 2W, so the error each layer sends down is twice BP's
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 5), nn.Tanh(), nn.Linear(5, 5), nn.Tanh(), nn.Linear(5, 3))
+    with torch.no_grad():
+        for layer in net[::2]:
+            layer.weight.copy_(0.1 * torch.sign(torch.randn_like(layer.weight)))
+    model = fabook.convert(net, "usf", scale=0.2)
+    ratios = gradient_alignment(model, torch.randn(8, 5), torch.randint(0, 3, (8,))).error_ratio
+    assert ratios.tolist() == pytest.approx([4.0, 2.0, 1.0])
+    norms = weight_alignment(model).weight_norm
+    assert norms.tolist() == pytest.approx([0.1 * 5, 0.1 * 5, 0.1 * 15**0.5])

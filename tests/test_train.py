@@ -105,6 +105,7 @@ def test_history_metrics_result_file_and_provenance(tmp_path):
         "distance",
         "weight_norm",
         "grad_angle",
+        "error_ratio",
     }
     assert result.test_acc == result.history[-1]["test_acc"] > 0.1
     assert result.epochs_run == 3 and not result.diverged
