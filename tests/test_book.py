@@ -446,3 +446,33 @@ def test_a_notebook_without_the_colab_install_cell_is_reported(tmp_path: Path) -
     [problem] = book.install_problems([old])
     assert "old.ipynb" in problem and "fabook[book]" in problem
     assert book.install_problems(book.find_notebooks(ROOT)) == []
+
+
+def test_the_page_folds_the_knobs_and_drops_cells_that_only_glue() -> None:
+    from fabook.book.staging import _for_the_page
+
+    nb = new_notebook(
+        cells=[
+            new_code_cell('scale = "cpu"', metadata={"tags": ["parameters"]}),
+            new_code_cell('glue("a", 1, display=False)\nglue("b", 2, display=False)'),
+            new_code_cell('glue("a", 1, display=False)\nshow(table)'),
+        ]
+    )
+    _for_the_page(nb)
+    tags = [cell.metadata.get("tags", []) for cell in nb.cells]
+    assert tags == [["parameters", "hide-cell"], ["remove-cell"], []]
+
+
+def test_each_figure_has_an_anchor_and_a_line_to_cite_it(tmp_path: Path) -> None:
+    from fabook.book.staging import _figure_links
+
+    (tmp_path / "nb").mkdir()
+    for suffix in (".png", ".pdf"):
+        (tmp_path / "nb" / f"curves{suffix}").write_bytes(b"x")
+    (item,) = _figure_links(tmp_path, "nb", "../", commit="abc123", recorded="def456")
+    assert '<a id="fig-nb-curves"></a>' in item and "PNG" in item and "PDF" in item
+    assert (
+        "figure `nb/curves`" in item and "`abc123`" in item and "recorded results of commit `def456`" in item
+    )
+    (item,) = _figure_links(tmp_path, "nb", "../", commit="abc123", recorded=None)
+    assert "results computed when the book was built" in item

@@ -3,15 +3,21 @@ and their figures, listed."""
 
 from __future__ import annotations
 
+import ast
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
+import fabook
 from fabook.book.project import CONFIG, EXECUTED_DIR, STAGE_DIR, figures_dir, find_notebooks, write_repository
 
 STAGED_FILES = ("_config.yml", "_toc.yml", "references.bib")
 STAGED_DIRS = ("book",)
 FIGURE_LIST_MARKER = "<!-- figure-list -->"
+STATUS_MARKER = "<!-- book-status -->"
+HIDDEN_TAGS = {"parameters": "hide-cell", "injected-parameters": "hide-cell"}
+"""Cells a reader may open but need not see: the knobs (folded); cells that only glue numbers are removed."""
 GENERATED_TAG = "fabook-generated"
 NBVAL_MARK = "# NBVAL_CHECK_OUTPUT"
 
@@ -22,8 +28,37 @@ SCALE_NOTES = {
 }
 
 
-def _figure_links(figures: Path, name: str, prefix: str) -> list[str]:
-    """Markdown list items linking each figure of notebook ``name`` (PNG first, then its other formats)."""
+def _commit(root: Path) -> str:
+    """The checked-out commit (12 hex digits), or "unknown" outside a git clone."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+def cite_line(name: str, stem: str, *, commit: str, recorded: str | None) -> str:
+    """How to cite figure ``stem`` of notebook ``name``: book version, stable label, the code's commit and the
+    commit of the recorded results it was drawn from (when it was)."""
+    source = (
+        f"recorded results of commit `{recorded}`" if recorded else "results computed when the book was built"
+    )
+    return (
+        f"fabook {fabook.__version__}, figure `{name}/{stem}` (book commit `{commit}`, {source}); "
+        f"`figures/{name}/{stem}.pdf`"
+    )
+
+
+def _figure_links(
+    figures: Path, name: str, prefix: str, *, commit: str = "unknown", recorded: str | None = None
+) -> list[str]:
+    """Markdown list items, one per figure of notebook ``name``: an anchor (``fig-<notebook>-<figure>``), its
+    downloads (PNG first) and the line to cite it with."""
     folder = figures / name
     if not folder.is_dir():
         return []
@@ -33,8 +68,29 @@ def _figure_links(figures: Path, name: str, prefix: str) -> list[str]:
         links = " · ".join(
             f'<a href="{prefix}figures/{name}/{path.name}">{path.suffix[1:].upper()}</a>' for path in files
         )
-        items.append(f"- `figures/{name}/{stem}` — {links}")
+        anchor = f'<a id="fig-{name}-{stem}"></a>'
+        cite = cite_line(name, stem, commit=commit, recorded=recorded)
+        items.append(f"- {anchor}`figures/{name}/{stem}` — {links}  \n  cite: {cite}")
     return items
+
+
+def _recorded_commit(name: str, scale: str) -> str | None:
+    """The commit of notebook ``name``'s recorded results at ``scale`` when they are fresh, else None."""
+    from fabook import record
+
+    status = record.status(name, scale)
+    return (status.commit or "unknown")[:12] if status.state == "fresh" else None
+
+
+def _only_glue(source: str) -> bool:
+    """Whether a cell's code is only ``glue(...)`` calls (numbers for the text, no output of its own)."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return False
+    calls = [s.value for s in body if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call)]
+    names = [getattr(c.func, "id", getattr(c.func, "attr", "")) for c in calls]
+    return bool(body) and len(calls) == len(body) and all(n == "glue" for n in names)
 
 
 def _generated_cell(text: str):
@@ -51,13 +107,19 @@ def _for_the_page(nb) -> None:
             continue
         cell.outputs = [o for o in cell.get("outputs", []) if o.get("name") != "stderr"]
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
-        if cell.source.lstrip().startswith(NBVAL_MARK) and "remove-cell" not in tags:
+        if cell.source.lstrip().startswith(NBVAL_MARK) or _only_glue(cell.source):
             tags.append("remove-cell")
+        tags += [HIDDEN_TAGS[t] for t in list(tags) if t in HIDDEN_TAGS]
+        tags[:] = list(dict.fromkeys(tags))
 
 
-def _annotate(nb, name: str, figures: Path) -> None:
+def _scale_of(nb) -> str:
+    return nb.metadata.get("papermill", {}).get("parameters", {}).get("scale", "unknown")
+
+
+def _annotate(nb, name: str, figures: Path, *, commit: str = "unknown", recorded: str | None = None) -> None:
     """Add a note on the scale below the notebook's title and, if it has figures, links to them at its end."""
-    scale = nb.metadata.get("papermill", {}).get("parameters", {}).get("scale", "unknown")
+    scale = _scale_of(nb)
     note = (
         f":::{{note}}\nThis page was executed with `scale = {scale!r}`: "
         f"{SCALE_NOTES.get(scale, 'an unknown scale')}. "
@@ -67,7 +129,7 @@ def _annotate(nb, name: str, figures: Path) -> None:
         i for i, cell in enumerate(nb.cells) if cell.cell_type == "markdown" and cell.source.startswith("#")
     ]
     nb.cells.insert(headings[0] + 1 if headings else 0, _generated_cell(note))
-    if links := _figure_links(figures, name, "../"):
+    if links := _figure_links(figures, name, "../", commit=commit, recorded=recorded):
         listing = "\n".join(links)
         nb.cells.append(
             _generated_cell(f"**Figures of this page** (stable paths, to download and cite):\n\n{listing}")
@@ -86,8 +148,9 @@ def stage(
     First the repository address of ``_config.yml`` is written wherever else it appears (see
     :func:`write_repository`). Only executed notebooks whose source is in ``<root>/notebooks`` are staged (a
     missing one is reported), without stderr or test-only cells (:func:`_for_the_page`), with their figures
-    (``figures/<notebook>/``) in ``_extra/figures`` (served as ``figures/`` by ``html_extra_path``), listed on
-    the page that holds :data:`FIGURE_LIST_MARKER`.
+    (``figures/<notebook>/``) in ``_extra/figures`` (served as ``figures/`` by ``html_extra_path``), listed
+    with a line to cite each on the page that holds :data:`FIGURE_LIST_MARKER`; the page that holds
+    :data:`STATUS_MARKER` gets the table of each notebook's recorded results.
     """
     import nbformat
 
@@ -105,6 +168,7 @@ def stage(
     extra = stage_dir / "_extra" / "figures"
     extra.mkdir(parents=True)
     (stage_dir / "notebooks").mkdir()
+    commit, recorded, scales = _commit(root), {}, set()
     for source in find_notebooks(root):
         executed = executed_dir / source.name
         if not executed.is_file():
@@ -113,21 +177,43 @@ def stage(
         if (figures / source.stem).is_dir():
             shutil.copytree(figures / source.stem, extra / source.stem)
         nb = nbformat.read(executed, as_version=4)
+        scales.add(_scale_of(nb))
+        recorded[source.stem] = _recorded_commit(source.stem, _scale_of(nb))
         _for_the_page(nb)
-        _annotate(nb, source.stem, extra)
+        _annotate(nb, source.stem, extra, commit=commit, recorded=recorded[source.stem])
         nbformat.write(nb, stage_dir / "notebooks" / source.name)
-    _write_figure_list(stage_dir, extra)
-    return stage_dir
-
-
-def _write_figure_list(stage_dir: Path, extra: Path) -> None:
-    """Replace :data:`FIGURE_LIST_MARKER` in the staged pages with a list of every staged figure."""
     names = sorted(path.name for path in extra.iterdir() if path.is_dir())
     lines = []
     for name in names:
-        lines += [f"**{name}**", "", *_figure_links(extra, name, "../"), ""]
-    listing = "\n".join(lines) or "No notebook has saved a figure in this build."
+        links = _figure_links(extra, name, "../", commit=commit, recorded=recorded.get(name))
+        lines += [f"**{name}**", "", *links, ""]
+    _replace_marker(
+        stage_dir, FIGURE_LIST_MARKER, "\n".join(lines) or "No notebook has saved a figure in this build."
+    )
+    _replace_marker(stage_dir, STATUS_MARKER, _status_text(sorted(scales - {"unknown"}) or ["cpu"]))
+    return stage_dir
+
+
+def _status_text(scales: list[str]) -> str:
+    """A markdown table per scale: each notebook's recorded results (state, cells, wall time, commit)."""
+    from fabook import record
+
+    parts = []
+    for scale in scales:
+        table = record.status_table(scale)
+        header = "| " + " | ".join(table.columns) + " |"
+        rule = "|" + "|".join("---" for _ in table.columns) + "|"
+        rows = [
+            "| " + " | ".join(str(v) if str(v) else "–" for v in row) + " |"
+            for row in table.itertuples(False)
+        ]
+        parts.append("\n".join([f"**Scale `{scale}`**", "", header, rule, *rows]))
+    return "\n\n".join(parts)
+
+
+def _replace_marker(stage_dir: Path, marker: str, text: str) -> None:
+    """Replace ``marker`` in every staged page of ``book/`` that holds it with ``text``."""
     for page in (stage_dir / "book").rglob("*.md"):
-        text = page.read_text(encoding="utf-8")
-        if FIGURE_LIST_MARKER in text:
-            page.write_text(text.replace(FIGURE_LIST_MARKER, listing), encoding="utf-8")
+        content = page.read_text(encoding="utf-8")
+        if marker in content:
+            page.write_text(content.replace(marker, text), encoding="utf-8")
