@@ -85,6 +85,12 @@ def _check_integer(name: str, value: int, low: int, what: str = "") -> int:
     return int(value)
 
 
+def sparsity_mask(like: Tensor, density: float) -> Tensor:
+    """A fixed random mask (bool, ``like``'s shape) keeping each entry with probability ``density``: the
+    sparse feedback of Li & Benna's comparisons (their ``b_conn_density``); kept entries are not rescaled."""
+    return torch.rand(like.shape, device=like.device) < density
+
+
 def _check_init(init: str) -> str:
     if init not in FEEDBACK_INITS:
         raise ValueError(f"init={init!r}: accepted: {', '.join(map(repr, FEEDBACK_INITS))}")
@@ -144,16 +150,19 @@ class FeedbackAlignment(Rule):
 
     ``B`` is kept in the buffer ``feedback``. ``init`` says how it is drawn (:func:`init_feedback`): by
     default with the root-mean-square of the layer's actual weight, so ``Bᵀ δy`` has ``Wᵀ δy``'s size in any
-    model; ``"fan_in"`` is torch's default bound ``1/√fan_in``.
+    model; ``"fan_in"`` is torch's default bound ``1/√fan_in``. ``density`` < 1 keeps a fixed random fraction
+    of ``B``'s entries and zeroes the rest (:func:`sparsity_mask`; Li & Benna's sparse FA).
     """
 
     name = "fa"
 
-    def __init__(self, init: str = "weight") -> None:
+    def __init__(self, init: str = "weight", density: float = 1.0) -> None:
         self.init = _check_init(init)
+        self.density = _check_fraction("density", density, allow_zero=False)
 
     def setup(self, layer: RuleLayer) -> None:
-        layer.register_buffer("feedback", init_feedback(layer, self.init))
+        b = init_feedback(layer, self.init)
+        layer.register_buffer("feedback", b * sparsity_mask(b, self.density) if self.density < 1 else b)
 
     def backward_weight(self, layer: RuleLayer) -> Tensor:
         return layer.feedback
@@ -168,11 +177,14 @@ class DirectFeedbackAlignment(Rule):
     ``(D e) ⊙ f'(a)`` for the layer below. The output error ``e`` is caught by a hook on the model's output:
     :func:`fabook.convert` installs it; for a hand-built model share one rule object among its layers and
     call :meth:`attach` on the model. There is no ``B`` in the shape of ``W``: :meth:`backward_weight` raises.
+    ``density`` < 1 keeps a fixed random fraction of ``D``'s entries (:func:`sparsity_mask`; Li & Benna's
+    sparse DFA).
     """
 
     name = "dfa"
 
-    def __init__(self) -> None:
+    def __init__(self, density: float = 1.0) -> None:
+        self.density = _check_fraction("density", density, allow_zero=False)
         self.error: Tensor | None = None
 
     def setup(self, layer: RuleLayer) -> None:
@@ -219,7 +231,7 @@ class DirectFeedbackAlignment(Rule):
             if layer.direct_feedback.shape != shape:
                 bound = 1.0 / math.sqrt(math.prod(x.shape[1:]))
                 d = torch.empty(shape, device=x.device, dtype=layer.weight.dtype).uniform_(-bound, bound)
-                layer.direct_feedback = d
+                layer.direct_feedback = d * sparsity_mask(d, self.density) if self.density < 1 else d
             d = layer.direct_feedback.to(e.dtype)
             gx = (e @ d.flatten(1)).view(x.shape)
         return gx, gw, gb, ()
@@ -280,6 +292,9 @@ class SignSymmetry(Rule):
       meta tensor) falls back to ``"fan_in"``.
     - ``scale="fan_in"``: ``s = 1/√fan_in``, the bound of torch's default initialisation (fabook's default
       before; ``‖B‖ ≈ √3 ‖W‖`` for a default-initialised layer, 0.71 ‖W‖ for a He-initialised conv).
+    ``density`` < 1 keeps a fixed random fraction of ``B``'s entries (buffer ``feedback_mask``,
+    :func:`sparsity_mask`; Li & Benna's sparse sign feedback) and zeroes the rest, whatever the magnitudes.
+
     - ``scale=1.0`` (any positive number): ``s`` itself; 1 is Liao, Leibo & Poggio's ``|B| = 1``. Each
       layer then multiplies the error by about ``√fan_out``: fine for a few layers, but on ResNet-18 the
       weight gradients reach ~1e18 (stem ~1e24) and one SGD step makes the outputs non-finite, batch norm
@@ -288,11 +303,14 @@ class SignSymmetry(Rule):
       BN + BM recipe.
     """
 
-    def __init__(self, scale: float | str = "weight") -> None:
+    def __init__(self, scale: float | str = "weight", density: float = 1.0) -> None:
         self.scale = _check_scale(scale)
+        self.density = _check_fraction("density", density, allow_zero=False)
 
     def setup(self, layer: RuleLayer) -> None:
         w = layer.weight.detach()
+        if self.density < 1:
+            layer.register_buffer("feedback_mask", sparsity_mask(w, self.density))
         s = 1.0 / math.sqrt(layer.fan_in) if self.scale in SIGN_SCALES else float(self.scale)
         if self.scale == "weight" and w.numel() and not w.is_meta:
             s = float(w.double().square().mean().sqrt()) or s
@@ -319,7 +337,8 @@ class SignSymmetry(Rule):
         return layer.feedback_magnitude
 
     def backward_weight(self, layer: RuleLayer) -> Tensor:
-        return torch.sign(layer.weight).mul_(self.magnitude(layer))
+        b = torch.sign(layer.weight).mul_(self.magnitude(layer))
+        return b.mul_(layer.feedback_mask) if self.density < 1 else b
 
 
 class UniformSignFeedback(SignSymmetry):
@@ -374,8 +393,8 @@ class SignConcordance(FixedRandomSignFeedback):
 
     name = "sc"
 
-    def __init__(self, p: float = 1.0, scale: float | str = "weight") -> None:
-        super().__init__(scale)
+    def __init__(self, p: float = 1.0, scale: float | str = "weight", density: float = 1.0) -> None:
+        super().__init__(scale, density)
         self.p = _check_fraction("p", p, allow_zero=True)
 
     def setup(self, layer: RuleLayer) -> None:
@@ -384,7 +403,7 @@ class SignConcordance(FixedRandomSignFeedback):
         layer.register_buffer("feedback_flip", agree.to(layer.weight.dtype) * 2 - 1)
 
     def backward_weight(self, layer: RuleLayer) -> Tensor:
-        return torch.sign(layer.weight).mul_(layer.feedback_magnitude).mul_(layer.feedback_flip)
+        return super().backward_weight(layer).mul_(layer.feedback_flip)
 
 
 class WeightMirror(Rule):

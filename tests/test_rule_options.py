@@ -144,3 +144,42 @@ def test_a_hand_set_block_diagonal_b_gives_the_same_gradients_on_both_routes(x_s
     (F.conv2d(xr, r, groups=2) * s).sum().backward()
     torch.testing.assert_close(layer.feedback_r.grad, r.grad, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(x.grad, xr.grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+@pytest.mark.parametrize("rule", ["fa", *SIGN_RULES])
+def test_sparse_feedback_keeps_a_fixed_fraction_and_the_backward_uses_exactly_it(kind, rule):
+    density = 0.3
+    layer = _layer(kind, rule, density=density)
+    b = layer.backward_weight()
+    kept = b != 0
+    n = b.numel()
+    assert abs(kept.double().mean().item() - density) < 4 * math.sqrt(density * (1 - density) / n)
+    torch.manual_seed(4)
+    for _ in range(2):  # the mask stays; brSF's magnitudes are redrawn under it
+        x = torch.randn((6, 37) if kind == "linear" else (2, 5, 7, 6), dtype=DT, requires_grad=True)
+        y = layer(x)
+        g = torch.randn_like(y)
+        y.backward(g)
+        b = layer.backward_weight()
+        assert torch.equal(b != 0, kept)
+        expected = g @ b if kind == "linear" else torch.nn.grad.conv2d_input(x.shape, b, g, padding=1)
+        torch.testing.assert_close(x.grad, expected, rtol=1e-10, atol=1e-12)
+    dense = _layer(kind, rule)
+    assert (dense.backward_weight() != 0).all()
+
+
+def test_sparse_dfa_masks_its_direct_feedback():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(30, 40), nn.ReLU(), nn.Linear(40, 10))
+    model = fabook.convert(net, "dfa", density=0.2)
+    model(torch.randn(8, 30, requires_grad=True)).sum().backward()
+    d = model[2].direct_feedback
+    assert d.shape == (10, 40) and abs((d != 0).double().mean().item() - 0.2) < 0.08
+
+
+@pytest.mark.parametrize("rule", ["fa", "dfa", *SIGN_RULES])
+@pytest.mark.parametrize("bad", [0, 1.5, -0.1, float("nan")])
+def test_a_bad_density_is_refused_at_construction(rule, bad):
+    with pytest.raises((ValueError, TypeError), match=rf"density={re.escape(repr(bad))}"):
+        fabook.get_rule(rule, density=bad)

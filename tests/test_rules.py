@@ -346,9 +346,19 @@ def test_sign_concordance_fraction_is_p_within_sampling_error(p):
     ("name", "options", "error", "match"),
     [
         ("nope", {}, ValueError, r"unknown rule 'nope'; accepted: bp, fa, dfa"),
-        ("dfa", {"p": 0.5}, TypeError, r"rule 'dfa' does not take option\(s\) \['p'\]; accepted: none"),
-        ("fa", {"p": 0.5}, TypeError, r"rule 'fa' does not take option\(s\) \['p'\]; accepted: \['init'\]"),
-        ("sc", {"q": 1}, TypeError, r"accepted: \['p', 'scale'\]"),
+        (
+            "dfa",
+            {"p": 0.5},
+            TypeError,
+            r"rule 'dfa' does not take option\(s\) \['p'\]; accepted: \['density'\]",
+        ),
+        (
+            "fa",
+            {"p": 0.5},
+            TypeError,
+            r"rule 'fa' does not take option\(s\) \['p'\]; accepted: \['init', 'density'\]",
+        ),
+        ("sc", {"q": 1}, TypeError, r"accepted: \['p', 'scale', 'density'\]"),
         ("sc", {"p": 1.5}, ValueError, r"p=1.5 is outside \[0, 1\]"),
         ("sc", {"p": -0.1}, ValueError, r"p=-0.1"),
         ("pfa", {"k": 0}, ValueError, r"k=0: the expansion ratio must be an integer >= 1"),
@@ -370,7 +380,7 @@ def test_rule_object_is_accepted_and_options_with_it_rejected():
     assert fabook.get_rule(rule) is rule
     with pytest.raises(TypeError, match="ready rule object"):
         fabook.get_rule(rule, p=0.2)
-    assert repr(rule) == "sc(p=0.5, scale='weight')"
+    assert repr(rule) == "sc(p=0.5, scale='weight', density=1.0)"
     assert fabook.RULES == (
         "bp", "fa", "dfa", "usf", "brsf", "frsf", "sc", "wm", "kp", "pfa", "pfa-o", "sparse-pfa"
     )  # fmt: skip
