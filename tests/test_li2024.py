@@ -13,7 +13,7 @@ import fabook
 from fabook import claims as cl
 from fabook import regime
 from fabook.experiments import li2024 as li
-from fabook.train import Config, validate
+from fabook.train import Config, build_model, validate
 
 LAYERS = {"mlp": ["fc1", "fc2", "head"], "resnet20": ["conv1", "layer1.0.conv1", "layer2.0.conv1", "fc"]}
 
@@ -61,18 +61,25 @@ def _fake_runs(paper_like: bool, seeds: int = 3) -> li.Runs:
             for metric, value in (("weight_angle", a), ("grad_angle", a * 0.8), ("norm_ratio", 1.0)):
                 hist.append(dict(key=key, epoch=epoch, metric=metric, layer=layer, model=arch, rule=rule,
                                  label=rule, value=value + rng.normal(0, 0.05)))  # fmt: skip
+    cells = [("pfa", li.sparse_options("pfa", d)) for d in li.DENSITIES]
+    cells += [("pfa", li.pfa_options(k, 1.0)) for k in (1, 2, 5)]
+    cells += [(r, li.sparse_options(r, d)) for r in li.SPARSE_OTHERS for d in li.OTHER_DENSITIES]
     sparse, sparse_hist = [], []
-    for (k, d), seed in itertools.product([(10, d) for d in li.DENSITIES] + [(1, 1.0), (2, 1.0), (5, 1.0)],
-                                          range(seeds)):  # fmt: skip
-        key = f"sparse-{k}-{d}-{seed}"
+    for (rule, options), seed in itertools.product(cells, range(seeds)):
+        k, d = options.get("k", 1), options.get("b_density", options.get("density", 1.0))
+        key = f"sparse-{rule}-{k}-{d}-{seed}"
         drop = (0 if d >= 0.1 else 1.0) if paper_like else 30 * (1 - d)
-        sparse.append(dict(key=key, arch="mlp", model="mlp", rule="pfa", seed=seed, k=k, density=d,
+        drop += 5 * (1 - d) if rule in li.SPARSE_OTHERS else 0  # the others lose more at low density
+        sparse.append(dict(key=key, arch="mlp", model="mlp", rule=rule, rule_options=options, seed=seed,
                            wall_time=1.0, test_pct=90 - drop + rng.normal(0, 0.2)))  # fmt: skip
+        if rule == "dfa":  # no per-layer feedback matrix
+            continue
         for layer, metric in itertools.product(LAYERS["mlp"], ("weight_angle", "norm_ratio")):
-            sparse_hist.append(dict(key=key, epoch=2, metric=metric, layer=layer, model="mlp", rule="pfa",
-                                    value=10 + 20 / k if metric == "weight_angle" else 0.9))  # fmt: skip
-    return li.Runs(pd.DataFrame(rows), pd.DataFrame(hist), pd.DataFrame(sparse), pd.DataFrame(sparse_hist),
-                   _symmetry(paper_like, seeds))  # fmt: skip
+            angle = 10 + 20 / k if rule == "pfa" else 60.0
+            sparse_hist.append(dict(key=key, epoch=2, metric=metric, layer=layer, model="mlp", rule=rule,
+                                    value=angle if metric == "weight_angle" else 0.9))  # fmt: skip
+    return li.Runs(pd.DataFrame(rows), pd.DataFrame(hist), li.feedback_columns(pd.DataFrame(sparse)),
+                   pd.DataFrame(sparse_hist), _symmetry(paper_like, seeds))  # fmt: skip
 
 
 def test_claims_hold_when_built_in_and_fail_when_reversed():
@@ -130,7 +137,15 @@ def test_tables_and_figures_from_results():
     pfa = frame[(frame.rule == "pfa") & (frame.arch == "mlp")]
     assert pfa.angle_wb.between(9, 11).all()  # the last epoch, over the layers whose feedback is used
     sparse = li.sparse_table(runs.sparse, runs.sparse_history, "cpu")
-    assert len(sparse) == len(li.DENSITIES) + len(li.EXPANSIONS) and "‖B·R‖/‖W‖" in sparse
+    others = len(li.SPARSE_OTHERS) * len(li.OTHER_DENSITIES)
+    assert len(sparse) == len(li.DENSITIES) + len(li.EXPANSIONS) + others
+    dfa = sparse[sparse.rule == "DFA"].set_index("value")
+    assert list(dfa.index) == ["0.05", "1"] and dfa["angle W–feedback (°)"].eq("").all()
+    assert float(dfa.loc["0.05", "change from density 1 (pts)"]) == pytest.approx(-5.75, abs=0.3)
+    fa = sparse[sparse.rule == "FA"]
+    assert fa["angle W–feedback (°)"].str.startswith("60.00").all() and (fa.seeds == 3).all()
+    pfa = sparse[sparse.rule == "PFA (k = 10)"]
+    assert list(pfa.value) == [f"{d:g}" for d in li.DENSITIES] and pfa.sweep.eq("feedback density").all()
     static = li.static_alignment(n=32, draws=1)
     figures = [li.gap_figure(runs.comparison, "cpu"), li.symmetry_figure(runs.symmetry, "cpu")]
     figures.append(li.sparse_figure(runs.sparse, runs.sparse_history, runs.comparison, "cpu"))
@@ -139,6 +154,36 @@ def test_tables_and_figures_from_results():
                 for m in ("weight_angle", "grad_angle", "norm_ratio")]  # fmt: skip
     for fig in figures:
         assert all(ax.get_xlabel() for ax in fig.axes if ax.get_label() != "<colorbar>")
+
+
+def test_training_minutes_count_a_shared_cell_once():
+    runs = _fake_runs(True)
+    shared = runs.comparison.iloc[:1].assign(k=np.nan, density=1.0)
+    runs.sparse = pd.concat([runs.sparse, shared])
+    assert li.training_minutes(runs) * 60 == pytest.approx(len(runs.comparison) + len(runs.sparse) - 1)
+
+
+def test_density_change_per_rule():
+    change = li.density_change(_fake_runs(True).sparse)
+    assert list(change.index) == ["pfa", *li.SPARSE_OTHERS]
+    assert change["pfa"] == pytest.approx(-1, abs=0.3) and change["fa"] == pytest.approx(-5.75, abs=0.3)
+
+
+def test_sparse_options_mask_the_feedback_and_keep_the_dense_cell():
+    assert li.sparse_options("usf", 0.05) == {"scale": "weight", "density": 0.05}
+    assert li.sparse_options("dfa", 0.05) == {"density": 0.05} and li.sparse_options("dfa", 1.0) == {}
+    assert li.sparse_options("fa", 1.0) == li.RULE_OPTIONS["fa"]
+    assert li.sparse_options("pfa", 0.1) == li.pfa_options(10, 0.1)
+    with pytest.raises(ValueError, match=r"rule='pfa-o' has no sparse cells; expected 'pfa' or one of"):
+        li.sparse_options("pfa-o", 0.1)
+    part = dict(li.SETTINGS["smoke"]["mlp"], width=256)
+    for rule in li.SPARSE_OTHERS:  # the cell's model masks its feedback at that density
+        fields = li.cell("mlp", rule, li.sparse_options(rule, 0.05), part, li.SMOKE_DATASET, 100)
+        layers = list(fabook.layers.rule_layers(build_model(Config.from_dict({**fields, "seed": 0}))))
+        assert [layer.rule.density for _, layer in layers] == [0.05] * 3, rule
+        if rule != "dfa":  # DFA draws D at its first backward pass
+            kept = float((layers[1][1].backward_weight() != 0).float().mean())
+            assert kept == pytest.approx(0.05, abs=0.01), rule
 
 
 def test_static_alignment_follows_the_random_matrix_prediction():
@@ -227,9 +272,12 @@ def test_smoke_cells_are_valid_and_sparse_sweep_shares_cells():
     assert len(comparison) == len(li.MODELS) * len(li.RULES)
     sparse = li.sparse_spec(params)["conditions"]
     configs = {Config.from_dict(c) for c in sparse}
-    assert len(configs) == len(li.DENSITIES) + len(li.EXPANSIONS) - 1  # k = 10 at density 1 is one cell
-    assert Config.from_dict(sparse[-1]) in {Config.from_dict(c) for c in comparison}  # the comparison's PFA
-    for c in comparison:
+    others = len(li.SPARSE_OTHERS) * len(li.OTHER_DENSITIES)
+    assert len(configs) == len(li.DENSITIES) + len(li.EXPANSIONS) - 1 + others  # k = 10, density 1: one cell
+    shared = configs & {Config.from_dict(c) for c in comparison}  # the comparison's dense MLP cells
+    assert sorted(c.rule for c in shared) == sorted(["pfa", *li.SPARSE_OTHERS])
+    assert all(c.rule_options.get("density", 1) == 1 for c in shared)
+    for c in comparison + sparse:
         validate(Config.from_dict(c))
     assert {c["dataset"] for c in comparison + sparse} == {li.SMOKE_DATASET}
     cpu = li.SETTINGS["cpu"]

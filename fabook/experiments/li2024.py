@@ -1,10 +1,12 @@
 """Li & Benna (2024), product feedback alignment (PFA): BP, FA, DFA, sign symmetry, PFA and PFA-o compared on
-an MLP and a ResNet-20, the alignment of each rule's feedback and updates, sparse PFA, the expansion ratio,
-and PFA's lack of weight symmetry.
+an MLP and a ResNet-20, the alignment of each rule's feedback and updates, sparse feedback (PFA over the
+official density grid, FA, DFA and sign symmetry at its lowest density and at full density), the expansion
+ratio, and PFA's lack of weight symmetry.
 
 The recipe follows the official code's configs (jil095/product_feedback_alignment): SGD with momentum 0.9,
 weight decay 1e-4 for every rule but PFA, whose large first-epoch decay is cut once; a multi-step learning
-rate; DFA with a smaller learning rate on the ResNet; sparse PFA masks B and R at the same density. A reduced
+rate; DFA with a smaller learning rate on the ResNet; sparse PFA masks B and R at the same density, sparse
+FA, DFA and sign symmetry mask their single feedback matrix (no rescale, as the official code). A reduced
 scale keeps the recipe's proportions (:func:`cell`, :func:`regime_table`). Six claims are checked
 (:func:`claims`), each with its test and margin fixed here before any run.
 """
@@ -45,6 +47,12 @@ MODEL_LABELS = {"mlp": "MLP", "resnet20": "ResNet-20"}
 DENSITIES = (0.05, 0.1, 0.17, 0.3, 0.5, 1.0)
 """Feedback densities of sparse PFA (the official grid): the fraction of entries kept by fixed random masks on
 ``B`` and, at the same density, on ``R`` (as the official code does)."""
+SPARSE_OTHERS = ("fa", "dfa", "usf")
+"""The rules the paper's sparse-feedback figure shows beside PFA: FA, DFA and sign symmetry (uSF)."""
+OTHER_DENSITIES = (DENSITIES[0], 1.0)
+"""Feedback densities of :data:`SPARSE_OTHERS`: the official grid's lowest and full. The official configs
+(``exp_configs/mnist_ffn2_bsparse_sgd``) run them over the whole grid, 5 seeds each; the two ends keep the
+``cpu`` budget, and the full-density cells are the comparison's own MLP cells."""
 EXPANSIONS = (1, 2, 5, 10)
 """Expansion ratios k of PFA (``B`` is out × k·out)."""
 STATIC_EXPANSIONS = (1, 2, 3, 5, 10, 20, 50)
@@ -94,14 +102,14 @@ SETTINGS = {
                                 val_fraction=0.1)),
 }  # fmt: skip
 """Per scale and model. The MLP is also the model of the density and expansion sweeps (its k = 10, density 1
-PFA cells are the comparison's PFA cells). The ResNet's ``width`` multiplies its 16, 32, 64 channels; a
-``batch_size`` below the official one scales the learning rate linearly. At ``paper`` the ResNet holds out
-10 % of CIFAR-10's training set (45,000 images train) and keeps the weights of its best validation epoch, as
-the official run does. ``cpu`` runs on Fashion-MNIST, which neither of the paper's settings uses; its sizes
-are ours: the MLP 2×128 on 6,000 images for 10 epochs (the heavy-decay epoch is 10 % of the run), the
-ResNet at half width on 1,600 images at batch 16 for 10 epochs (1,000 steps), both with PFA's early decay
-scaled so that its shrink matches the official one; widths and sizes fit the notebook in ~10 minutes on 2
-cores."""
+PFA cells and its density-1 FA, DFA and sign-symmetry cells are the comparison's). The ResNet's ``width``
+multiplies its 16, 32, 64 channels; a ``batch_size`` below the official one scales the learning rate linearly.
+At ``paper`` the ResNet holds out 10 % of CIFAR-10's training set (45,000 images train) and keeps the weights
+of its best validation epoch, as the official run does. ``cpu`` runs on Fashion-MNIST, which neither of the
+paper's settings uses; its sizes are ours: the MLP 2×128 on 6,000 images for 10 epochs (the heavy-decay epoch
+is 10 % of the run), the ResNet at half width on 1,600 images at batch 16 for 10 epochs (1,000 steps), both
+with PFA's early decay scaled so that its shrink matches the official one; widths and sizes fit the notebook
+in ~10 minutes on 2 cores."""
 
 PAPER = {  # test accuracy %, approx. (±0.3), read off the official repository's figures
     "mlp": {"bp": 98.38, "fa": 98.23, "dfa": 98.15, "usf": 98.25, "pfa": 98.39, "pfa-o": 98.42},
@@ -218,12 +226,27 @@ def comparison_spec(params: Params) -> dict:
     return {"name": f"{NOTEBOOK}-comparison", "base": {}, "grid": {}, "conditions": cells}
 
 
+def sparse_options(rule: str, density: float) -> dict:
+    """The options of ``rule`` ("pfa" or one of :data:`SPARSE_OTHERS`) with its feedback kept at ``density``:
+    PFA with k = 10 and B and R masked alike; the others with ``density`` added to their :data:`RULE_OPTIONS`
+    below 1, and exactly those options at 1, so that the dense cell is the comparison's own."""
+    if rule == "pfa":
+        return pfa_options(10, density)
+    if rule not in SPARSE_OTHERS:
+        raise ValueError(f"rule={rule!r} has no sparse cells; expected 'pfa' or one of {SPARSE_OTHERS}")
+    options = dict(RULE_OPTIONS.get(rule, {}))
+    return options if density == 1 else options | {"density": density}
+
+
 def sparse_spec(params: Params) -> dict:
-    """PFA on the MLP over feedback densities (k = 10; B and R masked) and expansion ratios (density 1)."""
+    """On the MLP: PFA over feedback densities (k = 10; B and R masked) and expansion ratios (density 1), then
+    FA, DFA and sign symmetry at :data:`OTHER_DENSITIES`, the same seeds."""
     _check_data(params)
-    options = [pfa_options(10, d) for d in DENSITIES] + [pfa_options(k, 1.0) for k in EXPANSIONS]
+    rules_options = [("pfa", sparse_options("pfa", d)) for d in DENSITIES]
+    rules_options += [("pfa", pfa_options(k, 1.0)) for k in EXPANSIONS]
+    rules_options += [(r, sparse_options(r, d)) for r in SPARSE_OTHERS for d in OTHER_DENSITIES]
     return {"name": f"{NOTEBOOK}-sparse", "base": {}, "grid": {},
-            "conditions": _cells(params, "mlp", [("pfa", o) for o in options])}  # fmt: skip
+            "conditions": _cells(params, "mlp", rules_options)}  # fmt: skip
 
 
 # the quantities that decide the claims ---------------------------------------------------------------------
@@ -382,9 +405,21 @@ def run(params: Params) -> Runs:
     sparse = run_sweep(sparse_spec(params), params.out_dir, jobs=params.jobs)
     comparison, history = _with_history(comparison, params.out_dir)
     sparse, sparse_history = _with_history(sparse, params.out_dir)
-    sparse["density"] = [o["b_density"] for o in sparse.rule_options]
-    sparse["k"] = [o["k"] for o in sparse.rule_options]
-    return Runs(comparison, history, sparse, sparse_history, symmetry(params))
+    return Runs(comparison, history, feedback_columns(sparse), sparse_history, symmetry(params))
+
+
+def training_minutes(runs: Runs) -> float:
+    """CPU-minutes of training over the comparison and the sweeps, each cell once (they share dense cells)."""
+    cells = pd.concat([runs.comparison, runs.sparse]).drop_duplicates("key")
+    return float(cells.wall_time.sum()) / 60
+
+
+def feedback_columns(summary: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with ``density`` (PFA's ``b_density``, the others' ``density``, 1 when absent) and ``k``
+    (PFA's expansion ratio; NaN for the other rules) read from each cell's rule options."""
+    options = summary.rule_options
+    return summary.assign(density=[float(o.get("b_density", o.get("density", 1.0))) for o in options],
+                          k=[float(o.get("k", np.nan)) for o in options])  # fmt: skip
 
 
 # tables ----------------------------------------------------------------------------------------------------
@@ -485,18 +520,43 @@ def alignment_table(summary: pd.DataFrame, history: pd.DataFrame, scale: str) ->
     return pd.DataFrame(rows)
 
 
+def density_sweeps(sparse: pd.DataFrame) -> pd.DataFrame:
+    """The density sweeps of ``sparse`` (:func:`feedback_columns` applied): PFA's at k = 10 and the other
+    rules', with ``label`` naming the rule."""
+    pfa = (sparse.rule == "pfa") & (sparse.k == 10)
+    part = sparse[pfa | sparse.rule.isin(SPARSE_OTHERS)]
+    return part.assign(label=[f"{LABELS[r]} (k = 10)" if r == "pfa" else LABELS[r] for r in part.rule])
+
+
+def density_change(sparse: pd.DataFrame, density: float = OTHER_DENSITIES[0]) -> pd.Series:
+    """Per rule of the density sweeps (``"pfa"`` and :data:`SPARSE_OTHERS`, those present): mean test
+    accuracy at ``density`` minus that at density 1, in points."""
+    means = density_sweeps(sparse).groupby(["rule", "density"]).test_pct.mean()
+    rules = [r for r in ("pfa", *SPARSE_OTHERS) if (r, density) in means and (r, 1.0) in means]
+    return pd.Series({r: means[r, density] - means[r, 1.0] for r in rules}, dtype=float)
+
+
 def sparse_table(sparse: pd.DataFrame, history: pd.DataFrame, scale: str) -> pd.DataFrame:
-    """Sparse PFA: accuracy, final W–B·R angle and ‖B·R‖/‖W‖ per density (k = 10) and per expansion ratio
-    (density 1)."""
+    """Sparse feedback on the MLP: per rule and density (PFA at k = 10; FA, DFA, sign symmetry) and per
+    expansion ratio of PFA (density 1): test accuracy, its change from density 1 (difference of means), the
+    final angle between W and the feedback (B·R for PFA, B for FA and sign symmetry; DFA has none: blank)
+    and their norm ratio, each mean ± sd over seeds."""
     frame = angles(sparse, history)
+    dens = density_sweeps(frame)
+    ks = frame[(frame.rule == "pfa") & (frame.density == 1.0)].assign(label="PFA")
     rows = []
-    for sweep, fixed in (("density", ("k", 10)), ("k", ("density", 1.0))):
-        part = frame[frame[fixed[0]] == fixed[1]]
-        for v, group in part.groupby(sweep):
-            rows.append({"sweep": f"{sweep} ({fixed[0]} = {fixed[1]:g})", "value": f"{v:g}", "scale": scale,
-                         "seeds": len(group), "test accuracy %": _mean_sd(group.test_pct),
-                         "angle W–B·R (°)": _mean_sd(group.angle_wb),
-                         "‖B·R‖/‖W‖": _mean_sd(group.norm_ratio)})  # fmt: skip
+    for sweep, part, by in (("feedback density", dens, "density"), ("PFA's expansion ratio k", ks, "k")):
+        for rule in [r for r in ("pfa", *SPARSE_OTHERS) if r in set(part.rule)]:
+            one = part[part.rule == rule]
+            dense = one[one.density == 1.0].test_pct.mean()
+            for v, group in one.groupby(by):
+                has_b = group.angle_wb.notna().any()
+                change = f"{group.test_pct.mean() - dense:+.2f}" if by == "density" else ""
+                rows.append({"rule": group.label.iloc[0], "sweep": sweep, "value": f"{v:g}", "scale": scale,
+                             "seeds": len(group), "test accuracy %": _mean_sd(group.test_pct),
+                             "change from density 1 (pts)": change,
+                             "angle W–feedback (°)": _mean_sd(group.angle_wb) if has_b else "",
+                             "‖feedback‖/‖W‖": _mean_sd(group.norm_ratio) if has_b else ""})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -636,7 +696,7 @@ def claims(runs: Runs, params: Params) -> pd.DataFrame:
         _combine(verdicts),
     ))  # fmt: skip
 
-    sp = runs.sparse[runs.sparse.k == 10]
+    sp = runs.sparse[(runs.sparse.rule == "pfa") & (runs.sparse.k == 10)]
     dense, sparse = sp[sp.density == 1.0].test_pct, sp[sp.density == m["sparse_density"]].test_pct
     measured, verdict = cl.at_least(sparse, dense, m["sparse"], unit=" pts")
     means = sp.groupby("density").test_pct.mean()
@@ -743,34 +803,39 @@ def alignment_over_training(history: pd.DataFrame, arch: str, metric: str, scale
 def sparse_figure(
     sparse: pd.DataFrame, history: pd.DataFrame, comparison: pd.DataFrame, scale: str
 ) -> Figure:
-    """Sparse PFA on the MLP against feedback density (k = 10; B and R masked): test accuracy, with the
-    comparison's MLP rules at density 1 as dashed lines; the final W–B·R angle; ‖B·R‖/‖W‖; and test accuracy
-    against the expansion ratio k (density 1)."""
+    """Sparse feedback on the MLP against its density — PFA (k = 10; B and R masked) over the grid, FA, DFA
+    and sign symmetry (B masked; dotted) at :data:`OTHER_DENSITIES` — test accuracy, with BP on the same MLP
+    dashed; the final angle W–feedback (B·R for PFA, B otherwise; DFA has none); the norm ratio; and PFA's
+    test accuracy against the expansion ratio k (density 1)."""
     frame = angles(sparse, history)
-    dens, ks = frame[frame.k == 10], frame[frame.density == 1.0]
+    dens = density_sweeps(frame)
+    ks = frame[(frame.rule == "pfa") & (frame.density == 1.0)]
+    order = [label for label in (f"{LABELS['pfa']} (k = 10)", *(LABELS[r] for r in SPARSE_OTHERS))
+             if label in set(dens.label)]  # fmt: skip
+    palette = dict(zip(order, sns.color_palette(n_colors=len(order)), strict=True))
+    dashes = {label: "" if label == order[0] else (2, 2) for label in order}  # dotted: two densities only
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.8), layout="constrained")
     for ax, y, label in zip(axes[:3], ("test_pct", "angle_wb", "norm_ratio"),
-                            ("test accuracy (%)", "angle W vs B·R at the end (°)", "‖B·R‖/‖W‖ at the end"),
-                            strict=True):  # fmt: skip
-        sns.lineplot(data=dens, x="density", y=y, marker="o", errorbar="sd", ax=ax, label="PFA (k = 10)")
+                            ("test accuracy (%)", "angle W vs feedback at the end (°)",
+                             "‖feedback‖/‖W‖ at the end"), strict=True):  # fmt: skip
+        sns.lineplot(data=dens, x="density", y=y, hue="label", hue_order=order, palette=palette,
+                     style="label", style_order=order, dashes=dashes, markers=["o"] * len(order),
+                     errorbar="sd", ax=ax)  # fmt: skip
         ax.set_xscale("log")
         ax.set_xticks(list(DENSITIES), [f"{d:g}" for d in DENSITIES])
-        ax.set_xlabel("density of B and R")
+        ax.set_xlabel("feedback density (B, and R for PFA)")
         ax.set_ylabel(label)
-    mlp = comparison[comparison.arch == "mlp"].groupby("rule").test_pct.mean()
-    for rule, colour in zip(("bp", "fa", "dfa", "usf"), ("black", "C1", "C2", "C3"), strict=True):
-        if rule in mlp:
-            axes[0].axhline(
-                mlp[rule], color=colour, linestyle="--", linewidth=1, label=f"{LABELS[rule]} (dense)"
-            )
+    bp = comparison[(comparison.arch == "mlp") & (comparison.rule == "bp")].test_pct
+    if not bp.empty:
+        axes[0].axhline(bp.mean(), color="black", linestyle="--", linewidth=1, label=LABELS["bp"])
     axes[0].legend(fontsize=7, loc="best")
     for ax in axes[1:3]:
         ax.get_legend().remove()
     sns.lineplot(data=ks, x="k", y="test_pct", marker="o", errorbar="sd", ax=axes[3])
     axes[3].set_xticks(list(EXPANSIONS))
-    axes[3].set_xlabel("expansion ratio k (density 1)")
+    axes[3].set_xlabel("PFA's expansion ratio k (density 1)")
     axes[3].set_ylabel("test accuracy (%)")
-    fig.suptitle(f"PFA on the MLP, scale {scale} (mean ± sd over seeds)")
+    fig.suptitle(f"Sparse feedback on the MLP, scale {scale} (mean ± sd over seeds)")
     return fig
 
 
@@ -785,7 +850,7 @@ def static_figure(static: pd.DataFrame, sparse: pd.DataFrame, history: pd.DataFr
     curve = static.groupby("k").predicted.first()
     ax.plot(curve.index, curve.values, color="grey", linestyle=":", label="arccos(1/√(1 + 1/k))")
     trained = angles(sparse, history)
-    trained = trained[trained.density == 1.0]
+    trained = trained[(trained.rule == "pfa") & (trained.density == 1.0)]
     if not trained.empty:
         sns.lineplot(data=trained, x="k", y="angle_wb", marker="s", errorbar="sd", ax=ax,
                      label=f"trained MLP, end (scale {scale})")  # fmt: skip
