@@ -189,7 +189,7 @@ def test_claim4_is_judged_under_each_lr_protocol():
 
 def test_noisy_results_read_inconclusive():
     def noisy(i, rule, recipe, p, seed):
-        return 60 + np.random.default_rng(zlib.crc32(f"{i} {rule} {recipe} {p} {seed}".encode())).normal(0, 8)
+        return 60 + np.random.default_rng(zlib.crc32(f"{i} {rule} {recipe} {p} {seed}".encode())).normal(0, 3)
 
     summary, plain = _study(noisy)
     table = liao2016.claims(summary, "smoke", plain_at_bn=plain)
