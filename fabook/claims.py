@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import pandas as pd
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
@@ -71,3 +72,64 @@ def count_text(k: int, n: int, what: str) -> str:
         return f"0/0 {what}"
     low, high = share_interval(k, n)
     return f"{k}/{n} {what} ({100 * k / n:.0f} %, 95 % CI {100 * low:.0f}–{100 * high:.0f} %)"
+
+
+def by_interval(low: float, high: float, threshold: float) -> str:
+    """Verdict of "the quantity is at least ``threshold``" from its interval: holds if the whole interval is
+    at or above it, does not hold if the whole interval is below, inconclusive if it straddles."""
+    if low >= threshold:
+        return HOLDS
+    return FAILS if high < threshold else INCONCLUSIVE
+
+
+def equivalent(a: Sequence[float], b: Sequence[float], margin: float, *, unit: str = "") -> tuple[str, str]:
+    """Is ``|mean(a) − mean(b)| ≤ margin``? Decided on the difference ± 2 standard errors over the seeds (as
+    :func:`at_least`): holds if the whole interval lies within ``±margin``, does not hold if it lies wholly
+    outside, inconclusive otherwise or with fewer than 2 seeds on a side.
+
+    Returns ``(measured, verdict)`` with ``measured`` like ``"+0.40 ± 1.10 pts (3 vs 10 seeds)"``.
+    """
+    sa, sb = pd.Series(a, dtype=float).dropna(), pd.Series(b, dtype=float).dropna()
+    diff = sa.mean() - sb.mean()
+    seeds = f"{len(sa)} vs {len(sb)} seeds"
+    if len(sa) < 2 or len(sb) < 2:
+        return f"{diff:+.2f}{unit} ({seeds}; too few to estimate the error)", INCONCLUSIVE
+    half = 2 * (sa.var() / len(sa) + sb.var() / len(sb)) ** 0.5
+    measured = f"{diff:+.2f} ± {half:.2f}{unit} ({seeds})"
+    if -margin <= diff - half and diff + half <= margin:
+        return measured, HOLDS
+    return measured, FAILS if diff - half > margin or diff + half < -margin else INCONCLUSIVE
+
+
+def bootstrap_pooled(
+    sets: Sequence[Sequence[Sequence[float]]],
+    statistic: Callable[[int, list[np.ndarray]], np.ndarray],
+    *,
+    resamples: int = 4000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """The mean over units (e.g. data sets) of a per-unit statistic, with a two-level percentile bootstrap
+    interval: the units are resampled with replacement, and within each unit each arm's seeds.
+
+    ``sets[i]`` holds unit ``i``'s arms (e.g. ``[frSF's accuracies over seeds, BP's]``); ``statistic(i,
+    means)`` maps unit ``i``'s arm means (arrays of equal length, one entry per resample) to its values,
+    elementwise. An arm of one seed contributes no seed-level spread. Returns ``(estimate, low, high)``.
+    """
+    if not sets:
+        raise ValueError("bootstrap_pooled needs at least one unit; got none")
+    arrays = [[np.asarray(arm, dtype=float) for arm in arms] for arms in sets]
+    empty = [i for i, arms in enumerate(arrays) if not arms or any(arm.size == 0 for arm in arms)]
+    if empty:
+        raise ValueError(f"unit(s) {empty} have no arms or an arm without values")
+    estimate = float(np.mean([statistic(i, [arm.mean(keepdims=True) for arm in arms])[0]
+                              for i, arms in enumerate(arrays)]))  # fmt: skip
+    rng = np.random.default_rng(seed)
+    per_unit = np.empty((len(arrays), resamples))
+    for i, arms in enumerate(arrays):
+        means = [arm[rng.integers(arm.size, size=(resamples, arm.size))].mean(axis=1) for arm in arms]
+        per_unit[i] = statistic(i, means)
+    picks = rng.integers(len(arrays), size=(resamples, len(arrays)))
+    pooled = per_unit[picks, np.arange(resamples)[:, None]].mean(axis=1)
+    low, high = np.quantile(pooled, [(1 - level) / 2, (1 + level) / 2])
+    return estimate, float(low), float(high)

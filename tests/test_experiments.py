@@ -26,7 +26,7 @@ def _liao_summary(sign_works: bool, seeds: int = 3) -> pd.DataFrame:
     """A fake study: with ``sign_works`` the paper's four claims are built in, otherwise their opposite."""
     rng = np.random.default_rng(0)
     rows = []
-    for ds, seed in itertools.product(["a", "b", "c", "d", "e"], range(seeds)):
+    for ds, seed in itertools.product(["iris", "wine", "digits", "gunpoint", "arrowhead"], range(seeds)):
         for recipe in liao2016.RECIPES.values():
             for rule in liao2016.RULES:
                 good = rule == "bp" or recipe != "plain"
@@ -44,11 +44,13 @@ def _liao_summary(sign_works: bool, seeds: int = 3) -> pd.DataFrame:
 
 
 def test_liao_claims_hold_when_built_in_and_fail_when_reversed():
-    good = liao2016.claims(_liao_summary(True), "cpu")
-    assert list(good.verdict) == [cl.HOLDS] * 4
+    summary = _liao_summary(True)
+    good = liao2016.claims(summary, "cpu", plain_at_bn=summary)
+    assert list(good.verdict) == [cl.HOLDS] * 5
     assert (good.scale == "cpu").all()
-    bad = liao2016.claims(_liao_summary(False), "cpu")
-    assert list(bad.verdict[:3]) == [cl.FAILS] * 3
+    summary = _liao_summary(False)
+    bad = liao2016.claims(summary, "cpu", plain_at_bn=summary)
+    assert list(bad.verdict) == [cl.FAILS] * 5
 
 
 def test_liao_figures_and_tables_from_a_summary():
@@ -57,7 +59,7 @@ def test_liao_figures_and_tables_from_a_summary():
     assert table.shape == (5, 1 + 5 * 4) and table["bp BN"].between(89, 91).all()
     text = liao2016.accuracy_table(summary, "cpu", sd=True)
     assert text.shape == table.shape and text["fa plain"].str.fullmatch(r"(39|40)\.\d ± 0\.\d").all()
-    gaps = liao2016.ablation_gaps(summary)
+    gaps = liao2016.headroom_gaps(summary, summary)
     assert gaps[gaps.rule == "fa"].gap.between(49, 51).all()
     for fig in (liao2016.heatmap(summary, "cpu"), liao2016.concordance_figure(summary),
                 liao2016.ablation_figure(summary)):  # fmt: skip

@@ -2,14 +2,19 @@
 
 The study: BP (plain SGD) against asymmetric feedback — FA (random B) and the sign-symmetric uSF, brSF,
 frSF — each with and without batch normalization (BN) and Batch Manhattan (BM), plus a sweep of the fraction
-of feedback signs that agree with W. Four claims are checked (:func:`claims`), each with its test fixed here.
+of feedback signs that agree with W. Four claims are checked (:func:`claims`), each with its test and
+threshold fixed here (:data:`EQUIVALENCE_MARGIN`, :data:`MOST`, :data:`SGD_MARGIN`, :data:`GAP_THRESHOLD`);
+every verdict comes from an interval, and one that straddles its threshold reads "inconclusive".
 
 Protocol (:func:`run`): every condition trains with early stopping on a validation split carved from its
 training set, for up to a step budget; its learning rate is chosen per (data set, rule, recipe) from one grid
 per optimizer (the same for every rule, BP included) on the validation split of the selection seed(s), and
 the condition then trains on every seed with that lr; each cell measures the test set once, on its restored
-best-validation weights (:mod:`fabook.select`). The earlier fixed-lr protocol (:data:`OPTIMIZER`, a shorter
-budget, no validation split) runs beside it as the "before".
+best-validation weights (:mod:`fabook.select`). Two additions serve the claims: frSF and BP get more seeds
+on the data sets with at most :data:`SMALL_TEST` test samples (:func:`extra_spec`), and the plain recipe
+trains again at the lr chosen for its BN recipe (:func:`plain_at_bn_spec`). The earlier fixed-lr protocol
+(:data:`OPTIMIZER`, a shorter budget, no validation split) runs beside it as the "before". :func:`plan`
+counts the cells; :func:`regime_table` shows the quantities that decide the claims at each scale.
 """
 
 from __future__ import annotations
@@ -26,12 +31,12 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 from scipy import stats
 
 from fabook import claims as cl
-from fabook import data, select
+from fabook import data, regime, select
 from fabook.book import check_scale
 from fabook.cli import runs_dir
 from fabook.notebook import check_positive, require_data
 from fabook.sweep import expand, history_frame, read_results, run_sweep
-from fabook.train import format_options, validate
+from fabook.train import Config, format_options, validate
 
 NOTEBOOK = "liao2016_sign_symmetry"
 RULES = ("bp", "fa", "usf", "brsf", "frsf")
@@ -72,16 +77,26 @@ PAPER_QUOTED = {  # accuracy %, as quoted for sign symmetry on papers-with-code;
 
 SETTINGS = {
     "smoke": dict(datasets=("fashion-mnist-small", "iris", "gunpoint", "japanese-vowels"), seeds=1,
-                  levels=(0.0, 0.5), model="mlp", width=32, steps=80, min_epochs=2, max_epochs=30,
-                  max_train=300, max_test=300),
-    "cpu": dict(datasets=OFFLINE, seeds=3, levels=(0.0, 0.25, 0.5, 0.75), model="mlp", width=128, steps=1000,
-                min_epochs=5, max_epochs=1000, max_train=6000, max_test=2000),
-    "paper": dict(datasets=PAPER_SETS, seeds=3, levels=(0.0, 0.25, 0.5, 0.75), model="cnn", width=64,
-                  steps=100000, min_epochs=30, max_epochs=200, max_train=None, max_test=None),
+                  small_seeds=2, levels=(0.0, 0.5), model="mlp", width=32, steps=80, min_epochs=2,
+                  max_epochs=30, max_train=300, max_test=300),
+    "cpu": dict(datasets=OFFLINE, seeds=3, small_seeds=10, levels=(0.0, 0.25, 0.5, 0.75), model="mlp",
+                width=128, steps=1000, min_epochs=5, max_epochs=1000, max_train=6000, max_test=2000),
+    "paper": dict(datasets=PAPER_SETS, seeds=3, small_seeds=10, levels=(0.0, 0.25, 0.5, 0.75), model="cnn",
+                  width=64, steps=100000, min_epochs=30, max_epochs=200, max_train=None, max_test=None),
 }  # fmt: skip
 """Per scale. ``steps`` is the budget of SGD steps per cell (early stopping may end it sooner); a data set's
-epochs follow from its training split's size, clipped to [min_epochs, max_epochs]. The sign-concordance
-sweep's level p = 1 is frSF itself."""
+epochs follow from its training split's size, clipped to [min_epochs, max_epochs]. ``small_seeds``: the seeds
+of frSF and BP on the data sets with at most :data:`SMALL_TEST` test samples (claims 1 and 3; those cells
+cost seconds). The sign-concordance sweep's level p = 1 is frSF itself."""
+
+DEPTH = 2
+"""Hidden layers of the MLP (conv blocks of the CNN). A deeper MLP (4 hidden layers, where the paper's
+many feedback crossings begin) on three sets is not run: the sign rules and BP in four recipes there would add
+about a tenth to the ``cpu`` cells (:func:`plan`), past its budget of 20 minutes on 2 cores."""
+
+SMALL_TEST = 250
+"""A data set with at most this many test samples (one sample ≥ 0.4 points) gets ``small_seeds`` seeds for
+frSF and BP."""
 
 LR_GRIDS = {
     "smoke": {"sgd": (0.01, 0.05), "bm": (5e-4, 2e-3)},
@@ -101,12 +116,12 @@ SELECT_SEEDS = 1
 
 BEFORE = {
     "smoke": dict(seeds=1, steps=40, min_epochs=1, max_epochs=3),
-    "cpu": dict(seeds=2, steps=300, min_epochs=3, max_epochs=60),
+    "cpu": dict(seeds=1, steps=300, min_epochs=3, max_epochs=60),
     "paper": dict(seeds=1, steps=40000, min_epochs=20, max_epochs=100),
 }
 """The earlier protocol, kept as the "before": fixed lrs (:data:`OPTIMIZER`), this budget (about 300 SGD
-steps at the cpu scale), no validation split, the last epoch's test accuracy; the same data sets, fewer
-seeds."""
+steps at the cpu scale), no validation split, the last epoch's test accuracy; the same data sets, one seed
+(two until the claims' tests were rewritten, whose extra cells this pays for)."""
 
 OPTIMIZER = {
     False: dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=1e-4),
@@ -217,9 +232,14 @@ def check_data(params: Params) -> None:
 
 def conditions(params: Params, *, before: bool = False) -> list[dict]:
     """One dict of config fields per (data set, rule, recipe) and per sweep level: the study's cells
-    without the seed and (new protocol) without the lr; ``before``: the fixed-lr protocol's, lr included."""
-    s = params.settings
+    without the seed and (new protocol) without the lr; ``before``: the fixed-lr protocol's, lr included.
+    Raises FileNotFoundError when a data set is missing (:func:`check_data`)."""
     check_data(params)
+    return _conditions(params, before=before)
+
+
+def _conditions(params: Params, *, before: bool = False) -> list[dict]:
+    s = params.settings
     budget = {**s, **BEFORE[params.scale]} if before else s
     out = []
     for name in s["datasets"]:
@@ -228,7 +248,7 @@ def conditions(params: Params, *, before: bool = False) -> list[dict]:
         epochs = epochs_for(n_train if before else n_fit(name, s), budget)
         metrics = name == params.tracked and not before
         base = dict(
-            dataset=name, model=s["model"], width=s["width"], depth=2, batch_size=BATCH, epochs=epochs,
+            dataset=name, model=s["model"], width=s["width"], depth=DEPTH, batch_size=BATCH, epochs=epochs,
             max_train=s["max_train"], max_test=s["max_test"],
             metrics_every=max(1, epochs // 15) if metrics else 0,
         )  # fmt: skip
@@ -252,8 +272,46 @@ def _optimizer(bm: bool, before: bool) -> dict:
     return fields
 
 
+def _recipe(cell: dict) -> str:
+    return RECIPES[(cell["batch_norm"], cell["optimizer"] == "bm")]
+
+
+def _is_main(cell: dict) -> bool:
+    """frSF in the ``MAIN`` recipe or BP in plain SGD with BN: the pair of claim 3."""
+    return (cell["rule"], _recipe(cell)) in (("frsf", MAIN), ("bp", "BN"))
+
+
+def small_sets(params: Params) -> tuple[str, ...]:
+    """The run's data sets with at most :data:`SMALL_TEST` test samples (after ``max_test``)."""
+    s = params.settings
+    return tuple(
+        n for n in s["datasets"] if min(data.get_info(n).n_test, s["max_test"] or math.inf) <= SMALL_TEST
+    )
+
+
+def _extra_conditions(params: Params) -> list[dict]:
+    """frSF (``MAIN``) and BP (BN) on the small data sets: the conditions that get ``small_seeds``."""
+    small = set(small_sets(params))
+    return [c for c in _conditions(params) if c["dataset"] in small and _is_main(c)]
+
+
+def _plain_conditions(params: Params) -> list[dict]:
+    """The plain recipe of BP and the sign rules: trained again at their BN recipe's lr."""
+    return [c for c in _conditions(params) if c["rule"] in ("bp", *SIGN_RULES) and _recipe(c) == "plain"]
+
+
 def _sweep(name: str, cells: list[dict]) -> dict:
     return {"name": name, "base": {}, "grid": {}, "conditions": cells}
+
+
+def _select_key(cell: dict, *, batch_norm: bool | None = None) -> tuple:
+    """The :data:`SELECT_BY` key of a condition (with ``batch_norm`` replaced, if given)."""
+    bn = cell["batch_norm"] if batch_norm is None else batch_norm
+    return cell["dataset"], cell["rule"], format_options(cell.get("rule_options", {})), bn, cell["optimizer"]
+
+
+def _chosen_lrs(chosen: pd.DataFrame) -> dict[tuple, float]:
+    return {tuple(row[c] for c in SELECT_BY): row["lr"] for _, row in chosen.iterrows()}
 
 
 def selection_spec(params: Params) -> dict:
@@ -266,18 +324,37 @@ def selection_spec(params: Params) -> dict:
 
 def final_spec(params: Params, chosen: pd.DataFrame) -> dict:
     """Every condition with its chosen lr, on every seed (the selection seeds' cells are reused)."""
-    lrs = {tuple(row[c] for c in SELECT_BY): row["lr"] for _, row in chosen.iterrows()}
-    cells = []
-    for c in conditions(params):
-        key = (
-            c["dataset"],
-            c["rule"],
-            format_options(c.get("rule_options", {})),
-            c["batch_norm"],
-            c["optimizer"],
-        )
-        cells += [{**c, "lr": lrs[key], "seed": seed} for seed in range(params.settings["seeds"])]
+    lrs = _chosen_lrs(chosen)
+    cells = [
+        {**c, "lr": lrs[_select_key(c)], "seed": seed}
+        for c in conditions(params)
+        for seed in range(params.settings["seeds"])
+    ]
     return _sweep(f"{NOTEBOOK}: chosen lrs", cells)
+
+
+def extra_spec(params: Params, chosen: pd.DataFrame) -> dict:
+    """frSF (``MAIN``) and BP (BN) at their chosen lr on the small data sets' further seeds, up to
+    ``small_seeds`` in all (claims 1 and 3)."""
+    lrs, s = _chosen_lrs(chosen), params.settings
+    seeds = range(s["seeds"], s["small_seeds"])
+    cells = [
+        {**c, "lr": lrs[_select_key(c)], "seed": seed} for c in _extra_conditions(params) for seed in seeds
+    ]
+    return _sweep(f"{NOTEBOOK}: more seeds on small sets", cells)
+
+
+def plain_at_bn_spec(params: Params, chosen: pd.DataFrame) -> dict:
+    """The plain recipe of BP and the sign rules at the lr chosen for the same rule with BN, every seed
+    (claim 4's second protocol; a cell whose lr the plain recipe chose itself, or the selection trained,
+    is loaded, not trained)."""
+    lrs = _chosen_lrs(chosen)
+    cells = [
+        {**c, "lr": lrs[_select_key(c, batch_norm=True)], "seed": seed}
+        for c in _plain_conditions(params)
+        for seed in range(params.settings["seeds"])
+    ]
+    return _sweep(f"{NOTEBOOK}: plain recipe at its BN lr", cells)
 
 
 def before_spec(params: Params) -> dict:
@@ -288,22 +365,100 @@ def before_spec(params: Params) -> dict:
     )
 
 
+def _steps(cell: dict) -> int:
+    """The SGD-step budget of a cell (any lr: it does not change the count)."""
+    return regime.steps(Config(**{"lr": OPTIMIZER[False]["lr"], **cell}))
+
+
+def plan(params: Params) -> pd.DataFrame:
+    """Per sweep, the cells it trains at most and their SGD steps in all (the budget; early stopping ends
+    most cells sooner). Counted without the data files, from the same conditions the sweeps train; the
+    selection's cells of seed 0 are counted once (the chosen lr's are reused), and so are protocol B's."""
+    s = params.settings
+    n_select = min(SELECT_SEEDS, s["seeds"])
+    grids = LR_GRIDS[params.scale]
+    parts = {
+        "lr selection": [(c, len(grids[c["optimizer"]]) * n_select) for c in _conditions(params)],
+        "chosen lrs, further seeds": [(c, s["seeds"] - n_select) for c in _conditions(params)],
+        "more seeds on small sets": [
+            (c, max(0, s["small_seeds"] - s["seeds"])) for c in _extra_conditions(params)
+        ],
+        "plain at its BN lr (at most)": [(c, s["seeds"] - n_select) for c in _plain_conditions(params)],
+        "before": [
+            (c, min(BEFORE[params.scale]["seeds"], s["seeds"])) for c in _conditions(params, before=True)
+        ],
+    }
+    rows = [
+        {
+            "sweep": name,
+            "cells": sum(k for _, k in cells),
+            "SGD steps (budget)": sum(k * _steps(c) for c, k in cells),
+        }
+        for name, cells in parts.items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def _grid_text(lrs: tuple[float, ...]) -> str:
+    return f"{len(lrs)} points, {min(lrs):g}–{max(lrs):g}"
+
+
+def regime_rows(params: Params | None = None, scales: tuple[str, ...] = regime.SCALES) -> dict[str, dict]:
+    """The quantities that decide the claims, per scale, from each scale's own conditions (``params``'s for
+    its scale, e.g. other data sets or seeds; the defaults for the others)."""
+    rows: dict[str, dict[str, object]] = {}
+    for scale in scales:
+        here = params if params is not None and params.scale == scale else Params(scale=scale)
+        s = here.settings
+        cells = _conditions(here)
+        before = _conditions(here, before=True)
+        values = {
+            "model (depth: hidden layers or conv blocks)": f"{s['model']}, depth {DEPTH}, width {s['width']}",
+            "data sets": len(s["datasets"]),
+            f"data sets with ≤ {SMALL_TEST} test samples": len(small_sets(here)),
+            "training samples, largest set": max(regime.train_size(Config(lr=0.01, **c)) for c in cells),
+            "SGD steps per cell, median over sets (budget)": int(np.median([_steps(c) for c in cells])),
+            "lr grid, SGD": _grid_text(LR_GRIDS[scale]["sgd"]),
+            "lr grid, Batch Manhattan": _grid_text(LR_GRIDS[scale]["bm"]),
+            "seeds per condition": s["seeds"],
+            f"seeds of frSF and BP, sets with ≤ {SMALL_TEST} test samples": (
+                max(s["seeds"], s["small_seeds"]) if small_sets(here) else None
+            ),
+            "concordance levels p (and frSF, p = 1)": len(s["levels"]),
+            "before: seeds": min(BEFORE[scale]["seeds"], s["seeds"]),
+            "before: SGD steps per cell, median over sets": int(np.median([_steps(c) for c in before])),
+            "cells trained (at most)": int(plan(here).cells.sum()),
+        }
+        for name, value in values.items():
+            rows.setdefault(name, {})[scale] = value
+    return rows
+
+
+def regime_table(params: Params | None = None, scales: tuple[str, ...] = regime.SCALES) -> pd.DataFrame:
+    """:func:`regime_rows` as a table: one row per quantity, one column per scale and ``cpu / paper``."""
+    return regime.table(regime_rows(params, scales), scales=scales)
+
+
 @dataclass
 class Study:
     """What :func:`run` returns: ``summary`` (the chosen-lr cells, every seed), ``selection`` (every cell of
-    the lr grid), ``chosen`` (:func:`fabook.select.choose`), ``before`` (the fixed-lr protocol's cells),
-    ``history`` (epochs of the tracked and curve data sets' cells, with ``step``)."""
+    the lr grid), ``chosen`` (:func:`fabook.select.choose`), ``extra`` (frSF and BP on the small sets' further
+    seeds), ``plain_at_bn`` (the plain recipe at its BN recipe's lr), ``before`` (the fixed-lr protocol's
+    cells), ``history`` (epochs of the tracked and curve data sets' cells, with ``step``)."""
 
     summary: pd.DataFrame
     selection: pd.DataFrame
     chosen: pd.DataFrame
+    extra: pd.DataFrame
+    plain_at_bn: pd.DataFrame
     before: pd.DataFrame
     history: pd.DataFrame
 
 
 def run(params: Params) -> Study:
-    """Run (or resume) the study: lr selection, the chosen lrs on every seed, the "before" protocol. Every
-    cell of the three sweeps is checked before the first trains."""
+    """Run (or resume) the study: lr selection, the chosen lrs on every seed, the small sets' further seeds,
+    the plain recipe at its BN lr, the "before" protocol. The selection's and the "before" cells are checked
+    before the first trains."""
     jobs = params.settings["jobs"]
     sel_spec, old_spec = selection_spec(params), before_spec(params)
     for cfg in expand(old_spec):  # the selection's cells are checked by run_sweep before any trains
@@ -311,6 +466,9 @@ def run(params: Params) -> Study:
     selection = _annotate(run_sweep(sel_spec, params.out_dir, jobs=jobs))
     chosen = select.choose(selection, SELECT_BY)
     summary = _annotate(run_sweep(final_spec(params, chosen), params.out_dir, jobs=jobs))
+    plain_at_bn = _annotate(run_sweep(plain_at_bn_spec(params, chosen), params.out_dir, jobs=jobs))
+    more = extra_spec(params, chosen)  # empty without small sets or when the seeds already reach small_seeds
+    extra = _annotate(run_sweep(more, params.out_dir, jobs=jobs)) if more["conditions"] else summary.iloc[:0]
     before = _annotate(run_sweep(old_spec, params.out_dir / "before", jobs=jobs))
     wanted = summary.dataset.eq(params.tracked) | (
         summary.dataset.isin(params.curve_sets) & summary.rule.isin(["bp", "frsf"])
@@ -323,7 +481,7 @@ def run(params: Params) -> Study:
         history["recipe"] = [
             RECIPES[(bn, opt == "bm")] for bn, opt in zip(history.batch_norm, history.optimizer, strict=True)
         ]
-    return Study(summary, selection, chosen, before, history)
+    return Study(summary, selection, chosen, extra, plain_at_bn, before, history)
 
 
 def _annotate(summary: pd.DataFrame) -> pd.DataFrame:
@@ -397,39 +555,143 @@ def paper_comparison(summary: pd.DataFrame, scale: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def claims(summary: pd.DataFrame, scale: str) -> pd.DataFrame:
-    """The four claims, each with its statistic and threshold (fixed before any run):
+EQUIVALENCE_MARGIN = 2.0
+"""Claim 1: two sign rules are equivalent on a data set when their difference of mean accuracies ± 2 SE
+lies within ± this many points (:func:`fabook.claims.equivalent`)."""
+MOST = 0.5
+"""Claim 1 holds when the 95 % Wilson interval of the share of decided data sets that are equivalent lies
+above this ("most data sets"), and does not hold when it lies below. A higher bar cannot be shown with 16
+sets: even 15 equivalent sets out of 15 leave the interval's lower end at 80 %."""
+SGD_MARGIN = -1.0
+"""Claim 3: frSF (``MAIN``) minus BP (plain SGD with BN), in points, pooled over data sets, at least this."""
+GAP_THRESHOLD = 0.25
+"""Claim 4: the pooled normalised gap (best of BN/BM/BN+BM − plain) / (best − chance) of the sign rules at
+least this: without BN and BM a rule loses at least a quarter of what it learns above chance."""
+MIN_HEADROOM = 5.0
+"""Claim 4: a (data set, rule) whose best recipe is less than this many points above chance has no headroom
+to normalise by and is left out (and counted)."""
+BOOTSTRAP = dict(resamples=4000, level=0.95, seed=0)
+"""The pooled intervals of claims 3 and 4 (:func:`fabook.claims.bootstrap_pooled`): data sets resampled, and
+within each its seeds."""
+CLAIM4_PROTOCOLS = {
+    "own": "each recipe at its own chosen lr",
+    "bn_lr": "the plain recipe at the lr chosen for its BN recipe",
+}
 
-    1. magnitudes don't matter — per data set, the spread (max − min) of the mean accuracies of uSF, brSF and
-       frSF (``MAIN`` recipe) is at most 2 points or 2 standard errors; holds on ≥ 80 % of data sets, does not
-       hold below 50 %;
+
+def _seeds(frame: pd.DataFrame, dataset: str, rule: str, recipe: str) -> np.ndarray:
+    part = frame[(frame.dataset == dataset) & (frame.rule == rule) & (frame.recipe == recipe)]
+    return part.test_pct.to_numpy(dtype=float)
+
+
+def equivalence_by_set(main: pd.DataFrame) -> pd.DataFrame:
+    """Claim 1 per data set: each pair of sign rules' difference (``MAIN`` recipe, ± 2 SE) and the set's
+    status — ``holds`` when every pair is within ± :data:`EQUIVALENCE_MARGIN`, ``does not hold`` when any
+    pair is wholly outside it, else ``inconclusive`` (undecided)."""
+    rows = []
+    for name in sorted(set(main.dataset)):
+        row: dict[str, object] = {"dataset": name}
+        verdicts = []
+        for a, b in ((a, b) for i, a in enumerate(SIGN_RULES) for b in SIGN_RULES[i + 1 :]):
+            measured, verdict = cl.equivalent(
+                _seeds(main, name, a, MAIN), _seeds(main, name, b, MAIN), EQUIVALENCE_MARGIN
+            )
+            row[f"{a} − {b} (pts)"] = measured
+            verdicts.append(verdict)
+        row["equivalent"] = (
+            cl.FAILS if cl.FAILS in verdicts else cl.HOLDS if set(verdicts) == {cl.HOLDS} else cl.INCONCLUSIVE
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def headroom_gaps(summary: pd.DataFrame, plain: pd.DataFrame) -> pd.DataFrame:
+    """Per data set and rule of ``plain``'s plain-recipe cells: the best stabilised recipe (BN, BM or BN+BM,
+    by mean test accuracy in ``summary``), its mean, the plain recipe's mean in ``plain``, chance
+    (100 / classes) and the gap in points and normalised by the headroom, (best − plain) / (best − chance)."""
+    stabilised = summary[summary.rule.isin(RULES) & (summary.recipe != "plain")]
+    means = stabilised.groupby(["dataset", "rule", "recipe"]).test_pct.mean()
+    plain_means = plain[plain.recipe == "plain"].groupby(["dataset", "rule"]).test_pct.mean()
+    rows = []
+    for (name, rule), plain_mean in plain_means.items():
+        if (name, rule) not in means.index.droplevel("recipe"):
+            continue
+        recipe = means.loc[(name, rule)].idxmax()
+        best = means.loc[(name, rule, recipe)]
+        chance = 100 / data.get_info(name).num_classes
+        headroom = best - chance
+        rows.append(dict(dataset=name, rule=rule, best_recipe=recipe, best=best, plain=plain_mean,
+                         chance=chance, gap=best - plain_mean, headroom=headroom,
+                         normalised=(best - plain_mean) / headroom if headroom > 0 else np.nan))  # fmt: skip
+    columns = ["dataset", "rule", "best_recipe", "best", "plain", "chance", "gap", "headroom", "normalised"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _pooled_gap(summary: pd.DataFrame, plain: pd.DataFrame) -> tuple[tuple[float, float, float], int, int]:
+    """Claim 4's pooled normalised gap of the sign rules with its interval, the (data set, rule) pairs used
+    and those left out for too little headroom."""
+    gaps = headroom_gaps(summary, plain)
+    gaps = gaps[gaps.rule.isin(SIGN_RULES)]
+    used = gaps[gaps.headroom >= MIN_HEADROOM]
+    units, headrooms = [], []
+    for name, part in used.groupby("dataset"):
+        arms = []
+        for row in part.itertuples():
+            arms += [_seeds(summary, name, row.rule, row.best_recipe), _seeds(plain, name, row.rule, "plain")]
+        units.append(arms)
+        headrooms.append(part.headroom.to_numpy())
+    if not units:
+        return (np.nan, np.nan, np.nan), 0, len(gaps)
+
+    def statistic(i: int, m: list[np.ndarray]) -> np.ndarray:
+        return np.mean([(m[2 * k] - m[2 * k + 1]) / h for k, h in enumerate(headrooms[i])], axis=0)
+
+    return cl.bootstrap_pooled(units, statistic, **BOOTSTRAP), len(used), len(gaps) - len(used)
+
+
+def claims(
+    summary: pd.DataFrame, scale: str, *, plain_at_bn: pd.DataFrame, extra: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The four claims, claim 4 under two lr protocols; each test and threshold fixed before any run, each
+    verdict from an interval (one straddling its threshold reads "inconclusive"):
+
+    1. magnitudes don't matter — per data set, uSF, brSF and frSF (``MAIN`` recipe) are equivalent when every
+       pairwise difference ± 2 SE lies within ± :data:`EQUIVALENCE_MARGIN` points, not equivalent when one
+       lies wholly outside, else undecided (:func:`equivalence_by_set`); holds if the Wilson interval of the
+       share of equivalent sets among the decided ones lies above :data:`MOST`, does not hold if below;
     2. more concordant signs are better — Spearman correlation between the concordance p and accuracy
        centred per data set, pooled over data sets and seeds: holds if ρ > 0 with one-sided p < 0.01, does not
-       hold if ρ ≤ 0; also reported: the share of data sets with a positive per-data-set ρ;
-    3. 100 % concordant signs with random magnitudes (frSF) match or beat SGD — per data set frSF (``MAIN``)
-       minus BP (plain SGD with BN) ≥ −1 point, decided by :func:`fabook.claims.at_least`; holds on ≥ 80 % of
-       data sets where it is decided, does not hold below 50 %;
-    4. BN and/or BM are indispensable for asymmetric BP — per data set and asymmetric rule, the best recipe
-       with BN or BM beats the plain one by ≥ 5 points; holds on ≥ 80 % of (data set, rule) pairs, does not
-       hold below 50 %. BP's own gap is reported beside it as a control.
+       hold if its 95 % Fisher-z interval lies below 0; also reported: the share of sets with ρ > 0;
+    3. 100 % concordant signs with random magnitudes (frSF, ``MAIN``) match or beat SGD (BP, plain SGD with
+       BN) — the per-set difference of means, averaged over data sets, with a bootstrap interval over sets and
+       seeds (:data:`BOOTSTRAP`): holds if the interval lies at or above :data:`SGD_MARGIN`, does not hold if
+       below;
+    4. BN and/or BM are indispensable for asymmetric BP, on the sign rules (whose ``|B| = 1`` is what they
+       tame) — the gap (best of BN/BM/BN+BM − plain) / (best − chance) per (data set, sign rule), averaged,
+       with a bootstrap interval over sets and seeds: holds if the interval lies at or above
+       :data:`GAP_THRESHOLD`, does not hold if below; judged twice (:data:`CLAIM4_PROTOCOLS`): the plain
+       recipe at its own chosen lr (``summary``) and at its BN recipe's (``plain_at_bn``). BP's and FA's
+       pooled gaps are reported beside it.
 
-    The counts come with their 95 % Wilson interval (:func:`fabook.claims.count_text`), claim 2's ρ with its
-    Fisher-z interval: a verdict whose interval straddles a threshold could flip with other seeds.
+    ``extra``: further seeds of frSF and BP (claims 1 and 3 use them; claim 2 does not, to keep p = 1 at
+    the sweep's seeds).
     """
     out = []
-    main = _main_cells(summary)
-    by_set = main.groupby(["dataset", "rule"]).test_pct
+    main = _main_cells(summary if extra is None else pd.concat([summary, extra], ignore_index=True))
 
-    means, sds, counts = by_set.mean().unstack(), by_set.std(ddof=1).unstack(), by_set.count().unstack()
-    spread = means[list(SIGN_RULES)].max(axis=1) - means[list(SIGN_RULES)].min(axis=1)
-    se = (sds[list(SIGN_RULES)] / np.sqrt(counts[list(SIGN_RULES)])).max(axis=1).fillna(0)
-    ok = spread <= np.maximum(2.0, 2 * se)
+    by_set = equivalence_by_set(main)
+    status = by_set.equivalent
+    decided = status[status != cl.INCONCLUSIVE]
+    k = int((decided == cl.HOLDS).sum())
+    low, high = cl.share_interval(k, len(decided))
     out.append(cl.Claim(
         "Feedback magnitudes don't matter: uSF ≈ brSF ≈ frSF",
-        "per data set, max − min of the three mean accuracies ≤ max(2 pts, 2 SE); holds if on ≥ 80 % of sets",
-        f"within the margin on {cl.count_text(int(ok.sum()), len(ok), 'data sets')}; "
-        f"median spread {spread.median():.2f} pts",
-        cl.by_share(ok.mean(), holds_at=0.8, fails_below=0.5),
+        f"per data set, every pairwise difference ± 2 SE within ± {EQUIVALENCE_MARGIN:g} pts (equivalent), "
+        "one wholly outside (not), else undecided; holds if the 95 % interval of the share equivalent among "
+        f"decided sets lies above {MOST:.0%}",
+        f"equivalent on {cl.count_text(k, len(decided), 'decided sets')}; undecided on "
+        f"{(status == cl.INCONCLUSIVE).sum()} of {len(status)} sets",
+        cl.by_interval(low, high, MOST) if len(decided) else cl.INCONCLUSIVE,
     ))  # fmt: skip
 
     sweep = _sweep_cells(summary)
@@ -439,54 +701,78 @@ def claims(summary: pd.DataFrame, scale: str) -> pd.DataFrame:
     per_set = sweep.groupby("dataset")[["concordance", "test_pct"]].apply(
         lambda g: stats.spearmanr(g.concordance, g.test_pct)[0] if g.test_pct.nunique() > 1 else np.nan
     )
-    verdict = cl.HOLDS if rho > 0 and p_one < 0.01 else cl.FAILS if rho <= 0 else cl.INCONCLUSIVE
     half = 1.96 * 1.06 / math.sqrt(max(len(sweep) - 3, 1))  # Fisher z for Spearman (Fieller et al. 1957)
     low, high = np.tanh(np.arctanh(np.clip(rho, -0.999, 0.999)) + np.array([-half, half]))
+    verdict = cl.HOLDS if rho > 0 and p_one < 0.01 else cl.FAILS if high < 0 else cl.INCONCLUSIVE
     out.append(cl.Claim(
         "More concordant feedback signs are better",
-        "Spearman ρ(p, accuracy centred per data set) > 0 with one-sided p < 0.01",
+        "Spearman ρ(p, accuracy centred per data set) > 0 with one-sided p < 0.01; does not hold if its 95 % "
+        "interval lies below 0",
         f"ρ = {rho:.2f} (95 % CI {low:.2f} to {high:.2f}; one-sided p = {p_one:.1e}; n = {len(sweep)}); "
         f"ρ > 0 on {cl.count_text(int((per_set > 0).sum()), int(per_set.notna().sum()), 'sets')}",
         verdict,
     ))  # fmt: skip
 
-    decided = []
-    for _, part in main.groupby("dataset"):
-        decided.append(
-            cl.at_least(part.test_pct[part.rule == "frsf"], part.test_pct[part.rule == "bp"], -1.0)[1]
+    units = [
+        [_seeds(part, name, "frsf", MAIN), _seeds(part, name, "bp", "BN")]
+        for name, part in main.groupby("dataset")
+        if len(_seeds(part, name, "frsf", MAIN)) and len(_seeds(part, name, "bp", "BN"))
+    ]
+    if units:
+        diff, low, high = cl.bootstrap_pooled(units, lambda i, m: m[0] - m[1], **BOOTSTRAP)
+        measured = (
+            f"mean frSF − BP {diff:+.2f} pts (95 % CI {low:+.2f} to {high:+.2f}) over {len(units)} sets"
         )
-    decided = pd.Series(decided)
-    firm = decided[decided != cl.INCONCLUSIVE]
-    share = (firm == cl.HOLDS).mean() if len(firm) else np.nan
+        verdict = cl.by_interval(low, high, SGD_MARGIN)
+    else:
+        measured, verdict = "no data set with both frSF and BP", cl.INCONCLUSIVE
     out.append(cl.Claim(
         "100 % concordant signs with random magnitudes (frSF) match or beat SGD",
-        "per data set frSF − BP ≥ −1 pt (difference ± 2 SE); holds if on ≥ 80 % of the decided sets",
-        f"holds on {cl.count_text(int((firm == cl.HOLDS).sum()), len(firm), 'decided sets')}; "
-        f"fails on {(decided == cl.FAILS).sum()}, undecided on {(decided == cl.INCONCLUSIVE).sum()} "
-        f"of {len(decided)} sets",
-        cl.by_share(share, holds_at=0.8, fails_below=0.5) if len(firm) else cl.INCONCLUSIVE,
+        f"frSF − BP (BN) per data set, averaged over sets, ≥ {SGD_MARGIN:g} pt: its 95 % bootstrap interval "
+        "(over sets and seeds) at or above it holds, wholly below does not",
+        measured,
+        verdict,
     ))  # fmt: skip
 
-    gaps = ablation_gaps(summary)
-    asym = gaps[gaps.rule.isin(ASYMMETRIC)]
-    ok = asym.gap >= 5.0
-    bp_gap = gaps[gaps.rule == "bp"].gap.median()
-    out.append(cl.Claim(
-        "BN and/or BM are indispensable for asymmetric BP",
-        "per (data set, asymmetric rule): best of BN/BM/BN+BM − plain ≥ 5 pts; holds if on ≥ 80 % of pairs",
-        f"on {cl.count_text(int(ok.sum()), len(ok), 'pairs')}; median gap {asym.gap.median():.1f} pts "
-        f"(BP's own {bp_gap:.1f})",
-        cl.by_share(ok.mean(), holds_at=0.8, fails_below=0.5),
-    ))  # fmt: skip
+    plains = {"own": summary, "bn_lr": plain_at_bn}
+    for protocol, plain in plains.items():
+        (gap, low, high), used, left_out = _pooled_gap(summary, plain)
+        controls = []
+        for rule in ("bp", "fa"):
+            ctrl = headroom_gaps(summary, plain)
+            ctrl = ctrl[(ctrl.rule == rule) & (ctrl.headroom >= MIN_HEADROOM)]
+            if len(ctrl):
+                controls.append(f"{rule.upper()}'s {ctrl.normalised.mean():.2f}")
+        out.append(cl.Claim(
+            f"BN and/or BM are indispensable for asymmetric BP (sign rules; {CLAIM4_PROTOCOLS[protocol]})",
+            f"(best of BN/BM/BN+BM − plain) / (best − chance) per (data set, sign rule), averaged, ≥ "
+            f"{GAP_THRESHOLD:g}: its 95 % bootstrap interval (over sets and seeds) at or above it holds, "
+            "wholly below does not",
+            f"mean normalised gap {gap:.2f} (95 % CI {low:.2f} to {high:.2f}) over {used} pairs"
+            + (f", {left_out} left out (best < chance + {MIN_HEADROOM:g} pts)" if left_out else "")
+            + (f"; {', '.join(controls)}" if controls else ""),
+            cl.by_interval(low, high, GAP_THRESHOLD) if used else cl.INCONCLUSIVE,
+        ))  # fmt: skip
     return cl.table(out, scale)
 
 
-def ablation_gaps(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per data set and rule: best mean accuracy with BN and/or BM minus the plain recipe's, in points."""
-    main = summary[summary.rule.isin(RULES)]
-    means = main.groupby(["dataset", "rule", "recipe"]).test_pct.mean().unstack()
-    helped = means[[c for c in RECIPES.values() if c != "plain"]].max(axis=1)
-    return (helped - means["plain"]).rename("gap").reset_index()
+def claims_by_set(
+    summary: pd.DataFrame, scale: str, *, plain_at_bn: pd.DataFrame, extra: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """What each data set contributes to claims 1, 3 and 4: the sign rules' equivalence, frSF − BP (± 2 SE,
+    with the seeds of each), and the sign rules' mean normalised gap under both lr protocols."""
+    main = _main_cells(summary if extra is None else pd.concat([summary, extra], ignore_index=True))
+    table = equivalence_by_set(main)[["dataset", "equivalent"]].rename(columns={"equivalent": "claim 1"})
+    table["claim 3: frSF − BP"] = [
+        cl.at_least(_seeds(main, n, "frsf", MAIN), _seeds(main, n, "bp", "BN"), SGD_MARGIN, unit=" pts")[0]
+        for n in table.dataset
+    ]
+    for protocol, plain in (("own lr", summary), ("plain at BN's lr", plain_at_bn)):
+        gaps = headroom_gaps(summary, plain)
+        gaps = gaps[gaps.rule.isin(SIGN_RULES)].groupby("dataset").normalised.mean()
+        table[f"claim 4 ({protocol})"] = table.dataset.map(gaps).round(2)
+    table.insert(1, "scale", scale)
+    return table
 
 
 def lr_table(chosen: pd.DataFrame, scale: str) -> pd.DataFrame:
@@ -547,7 +833,9 @@ def before_after(study: Study, scale: str) -> pd.DataFrame:
 
 def verdict_change(study: Study, scale: str) -> pd.DataFrame:
     """Each claim's verdict under the fixed-lr protocol ("before", its seeds) and under the new one."""
-    before, after = claims(study.before, scale), claims(study.summary, scale)
+    # the fixed-lr protocol gives plain and BN the same SGD lr: its plain cells are those of both protocols
+    before = claims(study.before, scale, plain_at_bn=study.before)
+    after = claims(study.summary, scale, plain_at_bn=study.plain_at_bn, extra=study.extra)
     return pd.DataFrame(
         {"claim": after.claim, "scale": scale, "before (fixed lr, short budget)": before.verdict,
          "before: measured": before.measured, "after (chosen lr, early stopping)": after.verdict}
