@@ -19,18 +19,20 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-MODELS = ("mlp", "cnn", "cnn1d", "resnet20", "resnet18", "resnet50", "deepcnn", "deepcnn-res")
+MODELS = ("mlp", "cnn", "cnn1d", "resnet20", "resnet18", "resnet50", "deepcnn", "deepcnn-res", "lenet")
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 DEFAULT_WIDTH = {"mlp": 256, "cnn": 32, "cnn1d": 32, "deepcnn": 16, "deepcnn-res": 16}
 DEFAULT_DEPTH = {"mlp": 2, "cnn": 2, "cnn1d": 3, "resnet20": 20, "deepcnn": 8, "deepcnn-res": 8}
 MIN_IMAGE_SIZE = 8
 SMALL_IMAGE_SIZE = 64  # below this, resnet18/resnet50 get the CIFAR stem
 SERIES_KERNEL = 7
+LENET_SIZE = 32
 
 _ACCEPTED_SHAPES = {
     "mlp": "any shape (flattened)",
     "cnn": f"images (C, H, W) with H, W >= {MIN_IMAGE_SIZE}",
     "cnn1d": "series (C, L)",
+    "lenet": f"images (C, H, W) with H, W >= {MIN_IMAGE_SIZE} (resized to 32x32)",
     "resnet20": f"images (C, H, W) with H, W >= {MIN_IMAGE_SIZE}",
     "resnet18": f"images (C, H, W) with H, W >= {MIN_IMAGE_SIZE}",
     "resnet50": f"images (C, H, W) with H, W >= {MIN_IMAGE_SIZE}",
@@ -57,6 +59,10 @@ def build(
       channels (default width 32), average-pooled to at most 4x4, flattened, linear head.
     - ``cnn1d``: the same with ``(1, 7)`` kernels over series viewed as ``(C, 1, L)`` (default depth 3),
       then global average pooling and a linear head.
+    - ``lenet``: LeNet as BioTorch's benchmark defines it (Sanfiz & Akrout 2021, ``le_net_mnist``): inputs
+      resized to 32x32 (bilinear, as their data pipeline does), conv5x5 6 -> act -> maxpool2, conv5x5 16 ->
+      act -> maxpool2, conv5x5 120 -> act, fc 84, linear head; as there, no activation between the two
+      fully connected layers. Takes no width or depth.
     - ``resnet20``: CIFAR ResNet (He et al. 2016) with option-A (parameter-free) shortcuts,
       ``depth = 6n + 2`` (default 20), float ``width`` multiplier of 16/32/64 channels (default 1).
     - ``resnet18`` / ``resnet50``: torchvision's; ``width`` is resnet50's ``width_per_group`` (default 64;
@@ -98,6 +104,11 @@ def build(
         d = _depth(name, depth, 1)
         _require(shape[1] >= 2**d, name, f"L >= 2**depth = {2**d} for depth {d}", shape)
         return _cnn1d(shape[0], num_classes, _width(name, width), d, batch_norm, activation)
+    if name == "lenet":
+        if width is not None or depth is not None:
+            raise ValueError(f"lenet's sizes are fixed: it takes no width or depth; got {width=}, {depth=}")
+        c, h, w = _image(name, shape)
+        return _lenet(c, (h, w), num_classes, batch_norm, activation)
     if name.startswith("deepcnn"):
         depth = DEFAULT_DEPTH[name] if depth is None else depth
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 2 or (depth - 2) % 3:
@@ -291,6 +302,21 @@ def _cnn(in_channels, size, num_classes, width, depth, batch_norm, activation) -
     h, w = min(h, 4), min(w, 4)
     parts += [("avgpool", nn.AdaptiveAvgPool2d((h, w))), ("flatten", nn.Flatten())]
     parts.append(("head", nn.Linear(c_in * h * w, num_classes)))
+    return nn.Sequential(OrderedDict(parts))
+
+
+def _lenet(in_channels, size, num_classes, batch_norm, activation) -> nn.Sequential:
+    parts = (
+        []
+        if size == (LENET_SIZE, LENET_SIZE)
+        else [("resize", nn.Upsample(size=LENET_SIZE, mode="bilinear"))]
+    )
+    norm = nn.BatchNorm2d if batch_norm else None
+    for i, (c_in, c) in enumerate([(in_channels, 6), (6, 16), (16, 120)], start=1):
+        parts += _hidden(nn.Conv2d(c_in, c, 5, bias=not batch_norm), c, norm, activation, i)
+        if i < 3:
+            parts.append((f"pool{i}", nn.MaxPool2d(2)))
+    parts += [("flatten", nn.Flatten()), ("fc4", nn.Linear(120, 84)), ("head", nn.Linear(84, num_classes))]
     return nn.Sequential(OrderedDict(parts))
 
 

@@ -9,6 +9,7 @@ become ``null``, tuples become lists.
 
 from __future__ import annotations
 
+import ast
 import errno
 import functools
 import hashlib
@@ -227,22 +228,43 @@ def load_checkpoint(path: str | Path) -> dict:
 
 NUMERICS_SOURCES = ("train.py", "rules.py", "layers.py", "convert.py", "models.py", "optim.py", "metrics.py")
 NUMERICS_SOURCES += ("data",)
-NUMERICS_SOURCES += ("config.py", "batches.py", "loop.py", "norm_constraint.py")
+NUMERICS_SOURCES += ("config.py", "batches.py", "loop.py", "norm_constraint.py", "distributed.py")
 """The package's files (and folders of them) whose code decides a cell's numbers."""
+
+
+def code_text(source: str) -> str:
+    """What of a module's ``source`` can change a number: its syntax tree (``ast.dump``, no positions) without
+    comments, layout or docstrings (every bare string statement: module, class, function and attribute
+    docstrings). Editing a docstring or a comment leaves it unchanged."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list):
+            node.body = [s for s in body if not _is_docstring(s)] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def _is_docstring(statement: ast.stmt) -> bool:
+    return (
+        isinstance(statement, ast.Expr)
+        and isinstance(statement.value, ast.Constant)
+        and isinstance(statement.value.value, str)
+    )
 
 
 @functools.lru_cache(maxsize=1)
 def numerics_version() -> str:
-    """12 hex digits of the SHA-1 of :data:`NUMERICS_SOURCES`' source text: a new value after any edit to the
-    code that decides a cell's numbers. Part of every cell's key, so a result of other code is never
-    reused (it stays on disk, under its own key)."""
+    """12 hex digits of the SHA-1 of :data:`NUMERICS_SOURCES`' code (:func:`code_text`: docstrings and
+    comments left out): a new value after any edit to the code that decides a cell's numbers, the same after
+    an edit to its documentation. Part of every cell's key, so a result of other code is never reused (it
+    stays on disk, under its own key)."""
     package = Path(__file__).parent
     digest = hashlib.sha1()
     for name in NUMERICS_SOURCES:
         files = sorted((package / name).rglob("*.py")) if (package / name).is_dir() else [package / name]
         for file in files:
             digest.update(file.relative_to(package).as_posix().encode() + b"\0")
-            digest.update(file.read_bytes().replace(b"\r\n", b"\n") + b"\0")
+            digest.update(code_text(file.read_text(encoding="utf-8")).encode() + b"\0")
     return digest.hexdigest()[:12]
 
 

@@ -292,8 +292,6 @@ class SignSymmetry(Rule):
       meta tensor) falls back to ``"fan_in"``.
     - ``scale="fan_in"``: ``s = 1/√fan_in``, the bound of torch's default initialisation (fabook's default
       before; ``‖B‖ ≈ √3 ‖W‖`` for a default-initialised layer, 0.71 ‖W‖ for a He-initialised conv).
-    ``density`` < 1 keeps a fixed random fraction of ``B``'s entries (buffer ``feedback_mask``,
-    :func:`sparsity_mask`; Li & Benna's sparse sign feedback) and zeroes the rest, whatever the magnitudes.
 
     - ``scale=1.0`` (any positive number): ``s`` itself; 1 is Liao, Leibo & Poggio's ``|B| = 1``. Each
       layer then multiplies the error by about ``√fan_out``: fine for a few layers, but on ResNet-18 the
@@ -301,6 +299,9 @@ class SignSymmetry(Rule):
       or not (BN rescales the forward signal, not this backward one). It needs Batch Manhattan
       (:class:`fabook.optim.BatchManhattan`), whose step uses only the gradients' signs — the paper's
       BN + BM recipe.
+
+    ``density`` < 1 keeps a fixed random fraction of ``B``'s entries (buffer ``feedback_mask``,
+    :func:`sparsity_mask`; Li & Benna's sparse sign feedback) and zeroes the rest, whatever the magnitudes.
     """
 
     def __init__(self, scale: float | str = "weight", density: float = 1.0) -> None:

@@ -353,19 +353,43 @@ def test_numerics_version_follows_the_training_code():
     assert "train.py" in results.NUMERICS_SOURCES and "rules.py" in results.NUMERICS_SOURCES
 
 
-@pytest.mark.parametrize("module", ["config.py", "batches.py", "loop.py", "train.py", "norm_constraint.py"])
-def test_an_edit_to_an_engine_module_changes_the_numerics_version(tmp_path, monkeypatch, module):
+def _versions_after(edits, module, tmp_path, monkeypatch) -> list[str]:
+    """The numerics version of a package copy after each of ``edits`` (functions of the module's text)."""
     copy = tmp_path / "fabook"
     shutil.copytree(Path(results.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__", "*.gz"))
     versions = []
     with monkeypatch.context() as patch:
         patch.setattr(results, "__file__", str(copy / "results.py"))  # numerics_version hashes the copy
-        for edit in ("", "\n# an edit\n"):
-            (copy / module).write_text((copy / module).read_text() + edit)
+        for edit in edits:
+            (copy / module).write_text(edit((copy / module).read_text()))
             results.numerics_version.cache_clear()
             versions.append(results.numerics_version())
     results.numerics_version.cache_clear()
-    assert versions[0] != versions[1]
+    return versions
+
+
+@pytest.mark.parametrize(
+    "module", ["config.py", "batches.py", "loop.py", "train.py", "norm_constraint.py", "distributed.py"]
+)
+def test_an_edit_to_an_engine_module_changes_the_numerics_version(tmp_path, monkeypatch, module):
+    unchanged, edited = _versions_after(
+        [str, lambda text: text + "\n_EDIT = 1\n"], module, tmp_path, monkeypatch
+    )
+    assert unchanged != edited
+
+
+def test_a_docstring_or_comment_edit_keeps_the_numerics_version(tmp_path, monkeypatch):
+    def redocument(text: str) -> str:  # a new module docstring, a comment and an attribute docstring
+        text = '"""Other words."""' + text.split('"""', 2)[2]
+        return text.replace("X = 1\n", 'X = 1  # a comment\n"""X\'s docstring."""\n')
+
+    before, after, changed = _versions_after(
+        [lambda text: text + "\nX = 1\n", redocument, lambda text: text.replace("X = 1", "X = 2")],
+        "rules.py",
+        tmp_path,
+        monkeypatch,
+    )
+    assert before == after != changed
 
 
 def test_thread_count_is_part_of_the_cell():

@@ -146,14 +146,37 @@ def test_bad_combinations(name, shape, kwargs, match):
 
 @pytest.mark.parametrize(
     "name, shape",
-    [("mlp", (6,)), ("cnn", (1, 8, 8)), ("cnn1d", (2, 30)), ("resnet20", (3, 8, 8)), ("resnet18", (1, 8, 8))],
-)
+    [("mlp", (6,)), ("cnn", (1, 8, 8)), ("cnn1d", (2, 30)), ("resnet20", (3, 8, 8)), ("resnet18", (1, 8, 8)),
+     ("lenet", (1, 28, 28))],
+)  # fmt: skip
 def test_copy_and_backward(name, shape):
     """fabook.convert deep-copies models; every parameter must get a gradient."""
     model = models.build(name, shape, 3, batch_norm=True)
     assert torch.equal(output(copy.deepcopy(model), shape), output(model, shape))
     model.train()(torch.randn(4, *shape)).square().sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_lenet_is_biotorchs():
+    """conv 6-16-120 (5x5, two max-pools) on 32x32, fc 84 and the head with no activation between them."""
+    model = models.build("lenet", (1, 32, 32), 10)
+    sizes = [(m.in_channels, m.out_channels) if isinstance(m, nn.Conv2d) else (m.in_features, m.out_features)
+             for m in weighted(model)]  # fmt: skip
+    assert sizes == [(1, 6), (6, 16), (16, 120), (120, 84), (84, 10)]
+    assert models.count_parameters(model) == 156 + 2416 + 48120 + 10164 + 850
+    assert list(model.named_children())[-2][0] == "fc4" and not hasattr(model, "resize")
+    assert output(model, (1, 32, 32)).shape == (3, 10)
+
+
+def test_lenet_resizes_other_images_bilinearly():
+    torch.manual_seed(1)
+    small, native = models.build("lenet", (3, 28, 28), 4), models.build("lenet", (3, 32, 32), 4)
+    native.load_state_dict(small.state_dict())
+    x = torch.randn(2, 3, 28, 28)
+    resized = nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(small(x), native(resized))
+    with pytest.raises(ValueError, match="takes no width or depth; got width=3"):
+        models.build("lenet", (1, 28, 28), 10, width=3)
 
 
 def test_bad_num_classes():

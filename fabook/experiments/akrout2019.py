@@ -604,8 +604,8 @@ def distance_table(history: pd.DataFrame, scale: str) -> pd.DataFrame:
 # a model of KP's end angle ---------------------------------------------------------------------------------
 
 MODEL_TOLERANCE = 10.0
-"""The model (:func:`kp_end_angle`) explains a net's KP angles if its median |predicted − measured| over
-layers and seeds is within 10°."""
+"""The model (:func:`kp_end_angle`) explains a net's KP angles if its median absolute error (predicted −
+measured) over layers and seeds is within 10°."""
 
 
 def kp_end_angle(exponent: float, learned: float) -> float:
@@ -649,7 +649,8 @@ def model_check(history: pd.DataFrame) -> pd.DataFrame:
 
 def model_table(check: pd.DataFrame, scale: str) -> pd.DataFrame:
     """The model against the record, per net and KP cell kind: A, median growth, g, predicted and measured
-    angle (medians over layers and seeds), the median and largest |error|, and whether it explains them."""
+    angle (medians over layers and seeds), the median and largest absolute error, and whether it explains
+    them."""
     table = (
         check.assign(abs_error=check.error.abs())
         .groupby(["net", "label"], sort=False)
