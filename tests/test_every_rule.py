@@ -193,5 +193,27 @@ def test_the_reproduction_beside_biotorch_and_its_claims():
     assert table["BioTorch − ours (pts)"].tolist() == pytest.approx([-0.05] * 6)
     claims = er.biotorch_claims(close)
     assert claims.verdict.tolist() == [cl.HOLDS] * 4
+    one_seed = er.Reproduction(close.final[close.final.seed == 0], close.chosen, 6, 18)
+    assert not one_seed.made and er.biotorch_table(one_seed).empty
     far = er.biotorch_claims(_reproduction(1.0))
     assert far.verdict.iloc[3] == cl.FAILS and "0 of 6 rules within" in far.measured.iloc[3]
+
+
+def test_the_background_command_trains_resumably_and_the_chapter_reads_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FABOOK_RUNS", str(tmp_path))
+    tiny = dict(dataset="fashion-mnist-small", epochs=1, schedule=None, max_train=64, max_test=50)
+    monkeypatch.setattr(er, "BIOTORCH", {**er.BIOTORCH, **tiny})
+    monkeypatch.setattr(er, "BIOTORCH_SELECT_EPOCHS", 1)
+    monkeypatch.setattr(er, "BIOTORCH_METRICS_EVERY", 0)
+    er.main(["--seeds", "2", "--jobs", "1"])
+    assert "BioTorch error (%)" in capsys.readouterr().out
+    rep = er.biotorch_results(seeds=2)
+    assert rep.made and (rep.done, rep.total) == (12, 12)
+    assert set(rep.chosen.lr) <= set(er.BIOTORCH_LRS)
+    table = er.biotorch_table(rep)
+    assert table.seeds.tolist() == [2] * 6 and table["BioTorch error (%)"].tolist() == list(
+        er.BIOTORCH_ERROR.values()
+    )
+    assert len(er.biotorch_claims(rep)) == 4
+    er.main(["--seeds", "2", "--jobs", "1"])  # everything is there: nothing trains again
+    assert len(list(tmp_path.rglob("*.json"))) == 6 * len(er.BIOTORCH_LRS) + 12

@@ -124,6 +124,9 @@ BIOTORCH_LRS = (0.001, 0.01, 0.1)
 split (:data:`VAL_FRACTION`) in a run of :data:`BIOTORCH_SELECT_EPOCHS` epochs with the schedule's shape."""
 BIOTORCH_SELECT_EPOCHS = 10
 BIOTORCH_SEEDS = 3
+BIOTORCH_MIN_SEEDS = 2
+"""The reproduction counts as made once every rule has this many finished seeds (of
+:data:`BIOTORCH_SEEDS`)."""
 BIOTORCH_METRICS_EVERY = 25
 
 
@@ -507,7 +510,11 @@ class Reproduction:
 
     @property
     def made(self) -> bool:
-        return self.total > 0 and self.done == self.total
+        """Every rule has at least :data:`BIOTORCH_MIN_SEEDS` finished seeds."""
+        if self.final.empty:
+            return False
+        seeds = self.final.groupby("rule").size().reindex(list(BIOTORCH_RULES), fill_value=0)
+        return int(seeds.min()) >= BIOTORCH_MIN_SEEDS
 
 
 def _read(spec: dict, out: Path) -> pd.DataFrame | None:
@@ -545,7 +552,7 @@ def biotorch_results(out: Path | None = None, seeds: int = BIOTORCH_SEEDS) -> Re
 def biotorch_table(rep: Reproduction) -> pd.DataFrame:
     """Per rule: BioTorch's error, ours at the last epoch and at the best epoch on the test set (their way),
     mean ± sd over seeds, their error minus our best-epoch mean, and whether that lies within
-    ``MARGINS['spread']`` sd of our seeds. Empty until the run is complete."""
+    ``MARGINS['spread']`` sd of our seeds. Empty until the run is made (:attr:`Reproduction.made`)."""
     if not rep.made:
         return pd.DataFrame()
     lrs = dict(zip(rep.chosen.rule, rep.chosen.lr, strict=True))
@@ -600,7 +607,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=BIOTORCH_SEEDS, help="seeds per rule (default 3)")
     parser.add_argument("--jobs", type=int, default=2, help="cells trained in parallel (default 2)")
     args = parser.parse_args(argv)
-    check_positive(seeds=args.seeds, jobs=args.jobs)
+    try:
+        check_positive(seeds=args.seeds, jobs=args.jobs)
+    except ValueError as e:
+        parser.error(str(e))
     require_data([BIOTORCH["dataset"]], "paper", False)
     out = biotorch_out_dir()
     selection = run_sweep(biotorch_selection_spec(), out, jobs=args.jobs)
