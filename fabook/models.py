@@ -5,7 +5,8 @@ A learning rule is applied afterwards by :func:`fabook.convert`, which replaces 
 for series is made of ``nn.Conv2d`` with ``(1, k)`` kernels rather than ``nn.Conv1d``.
 
 Initialization is PyTorch's default (Kaiming-uniform) for ``mlp``, ``cnn`` and ``cnn1d``; the three ResNets
-use torchvision's ResNet scheme (convolutions Kaiming-normal, fan-out; BatchNorm weight 1, bias 0).
+use torchvision's ResNet scheme (convolutions Kaiming-normal, fan-out; BatchNorm weight 1, bias 0); ``lenet``
+BioTorch's (Xavier-uniform weights, zero biases).
 """
 
 from __future__ import annotations
@@ -59,10 +60,10 @@ def build(
       channels (default width 32), average-pooled to at most 4x4, flattened, linear head.
     - ``cnn1d``: the same with ``(1, 7)`` kernels over series viewed as ``(C, 1, L)`` (default depth 3),
       then global average pooling and a linear head.
-    - ``lenet``: LeNet as BioTorch's benchmark defines it (Sanfiz & Akrout 2021, ``le_net_mnist``): inputs
-      resized to 32x32 (bilinear, as their data pipeline does), conv5x5 6 -> act -> maxpool2, conv5x5 16 ->
-      act -> maxpool2, conv5x5 120 -> act, fc 84, linear head; as there, no activation between the two
-      fully connected layers. Takes no width or depth.
+    - ``lenet``: LeNet as BioTorch's benchmark defines it (Sanfiz & Akrout 2021, ``le_net_mnist`` in their
+      release of 2021-09-01): inputs resized to 32x32 (bilinear, as their data pipeline does), conv5x5 6 ->
+      act -> maxpool2, conv5x5 16 -> act -> maxpool2, conv5x5 120 -> act, fc 84 -> act, linear head;
+      weights Xavier-uniform and biases zero, their layers' default. Takes no width or depth.
     - ``resnet20``: CIFAR ResNet (He et al. 2016) with option-A (parameter-free) shortcuts,
       ``depth = 6n + 2`` (default 20), float ``width`` multiplier of 16/32/64 channels (default 1).
     - ``resnet18`` / ``resnet50``: torchvision's; ``width`` is resnet50's ``width_per_group`` (default 64;
@@ -316,8 +317,16 @@ def _lenet(in_channels, size, num_classes, batch_norm, activation) -> nn.Sequent
         parts += _hidden(nn.Conv2d(c_in, c, 5, bias=not batch_norm), c, norm, activation, i)
         if i < 3:
             parts.append((f"pool{i}", nn.MaxPool2d(2)))
-    parts += [("flatten", nn.Flatten()), ("fc4", nn.Linear(120, 84)), ("head", nn.Linear(84, num_classes))]
-    return nn.Sequential(OrderedDict(parts))
+    parts.append(("flatten", nn.Flatten()))
+    parts += _hidden(nn.Linear(120, 84), 84, None, activation, 4)
+    parts.append(("head", nn.Linear(84, num_classes)))
+    model = nn.Sequential(OrderedDict(parts))
+    for layer in model.modules():  # BioTorch's layers' default initialisation
+        if isinstance(layer, nn.Linear | nn.Conv2d):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return model
 
 
 def _cnn1d(in_channels, num_classes, width, depth, batch_norm, activation) -> nn.Sequential:

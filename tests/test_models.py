@@ -158,13 +158,18 @@ def test_copy_and_backward(name, shape):
 
 
 def test_lenet_is_biotorchs():
-    """conv 6-16-120 (5x5, two max-pools) on 32x32, fc 84 and the head with no activation between them."""
+    """conv 6-16-120 (5x5, two max-pools) on 32x32, fc 84 -> ReLU, the head; Xavier-uniform, zero biases."""
     model = models.build("lenet", (1, 32, 32), 10)
     sizes = [(m.in_channels, m.out_channels) if isinstance(m, nn.Conv2d) else (m.in_features, m.out_features)
              for m in weighted(model)]  # fmt: skip
     assert sizes == [(1, 6), (6, 16), (16, 120), (120, 84), (84, 10)]
     assert models.count_parameters(model) == 156 + 2416 + 48120 + 10164 + 850
-    assert list(model.named_children())[-2][0] == "fc4" and not hasattr(model, "resize")
+    assert [name for name, _ in model.named_children()][-3:] == ["fc4", "act4", "head"]
+    assert not hasattr(model, "resize")
+    for layer in weighted(model):  # Xavier-uniform: bound sqrt(6 / (fan_in + fan_out))
+        fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(layer.weight)
+        assert layer.weight.abs().max() <= (6 / (fan_in + fan_out)) ** 0.5 and not layer.bias.any()
+        assert layer.weight.std() > 0.8 * (2 / (fan_in + fan_out)) ** 0.5
     assert output(model, (1, 32, 32)).shape == (3, 10)
 
 
