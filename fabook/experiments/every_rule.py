@@ -306,14 +306,18 @@ def regime_table(params: Params | None = None) -> pd.DataFrame:
 # the cost benchmark ----------------------------------------------------------------------------------------
 
 COSTS = Path(fabook.__file__).resolve().parents[1] / "benchmarks" / "results" / "rule_overhead_cpu.json"
-"""The cost benchmark's CPU results (``benchmarks/rule_overhead.py``; absent from an installed package)."""
+"""The cost benchmark's CPU results (``benchmarks/rule_overhead.py``; absent from an installed package).
+
+:meta hide-value:
+"""
 COST_NETS = {"mlp": "mlp", "resnet20": "resnet20"}
 """Which benchmarked model stands for which net (LeNet was not benchmarked)."""
 
 
-def step_costs(path: Path = COSTS) -> pd.DataFrame:
+def step_costs(path: Path | None = None) -> pd.DataFrame:
     """Per benchmarked net and rule: a train step's time over plain torch's (``net``, ``rule``, ``ratio``);
-    empty when the benchmark's results file is not there."""
+    empty when the benchmark's results file (``path``, by default :data:`COSTS`) is not there."""
+    path = COSTS if path is None else path
     if not path.is_file():
         return pd.DataFrame(columns=["net", "rule", "ratio"])
     rows = json.loads(path.read_text())["rows"]
