@@ -145,6 +145,18 @@ def watch(*, train: bool = True) -> Iterator[Usage]:
         _watches.remove(usage)
 
 
+@contextmanager
+def unwatched() -> Iterator[None]:
+    """Within the block the sweeps note nothing for :func:`watch`: for cells a chapter reads that another
+    recording holds (a run at another scale), so that they are not recorded with the chapter's own."""
+    before = _watches[:]
+    _watches.clear()
+    try:
+        yield
+    finally:
+        _watches[:] = before
+
+
 def start_method(configs: Iterable[Config]) -> str:
     """How worker processes start: "fork" on Linux when every cell runs on the CPU (instant, as DataLoader
     workers do); "spawn" otherwise (CUDA cannot be forked; each worker then imports torch anew, seconds)."""

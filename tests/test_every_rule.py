@@ -4,13 +4,14 @@ reader, and its tables and figure."""
 
 import itertools
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from fabook import claims as cl
-from fabook import rules
+from fabook import record, rules, sweep
 from fabook.experiments import every_rule as er
 from fabook.sweep import expand
 
@@ -217,3 +218,13 @@ def test_the_background_command_trains_resumably_and_the_chapter_reads_it(tmp_pa
     assert len(er.biotorch_claims(rep)) == 4
     er.main(["--seeds", "2", "--jobs", "1"])  # everything is there: nothing trains again
     assert len(list(tmp_path.rglob("*.json"))) == 6 * len(er.BIOTORCH_LRS) + 12
+    with sweep.watch() as usage:  # the chapter's own recording does not take the reproduction's cells
+        er.biotorch_results(seeds=2)
+    assert not usage.results
+    monkeypatch.setenv("FABOOK_RECORDED", str(tmp_path / "recorded"))
+    er.main(["--seeds", "2", "--record"])
+    path = tmp_path / "recorded" / "every_rule" / "paper.json.gz"
+    header = record.read_header(path)
+    assert (header["scale"], header["cells"], header["histories"]) == ("paper", 30, 12)
+    shutil.rmtree(er.biotorch_out_dir())  # a fresh clone: the recording stands in for the runs
+    assert er.biotorch_results(seeds=2).made

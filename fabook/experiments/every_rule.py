@@ -12,9 +12,10 @@ and the step-time ratio from the cost benchmark (:func:`step_costs`).
 
 The reproduction (:func:`biotorch_selection_spec`, :func:`biotorch_final_spec`, :func:`main`): LeNet, the
 six rules BioTorch reports, 100 epochs on all 60,000 images, at ``paper`` scale only and run in the
-background (``python -m fabook.experiments.every_rule``); the notebook reads what the runs folder holds and
-never trains it (:func:`biotorch_results`). Claims (:func:`claims`) and their margins (:data:`MARGINS`) are
-fixed here before any run.
+background (``python -m fabook.experiments.every_rule``), its finished cells recorded apart from the
+chapter's own (``--record``: ``recorded/every_rule/paper.json.gz``); the notebook reads what the runs folder
+and that recording hold and never trains it (:func:`biotorch_results`). Claims (:func:`claims`) and their
+margins (:data:`MARGINS`) are fixed here before any run.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from fabook.book import check_scale
 from fabook.cli import runs_dir
 from fabook.experiments.li2024 import angles, milestones
 from fabook.notebook import check_positive, check_types, require_data
-from fabook.sweep import expand, history_frame, read_results, run_sweep, summary_frame
+from fabook.sweep import expand, history_frame, read_results, run_sweep, summary_frame, unwatched
 from fabook.train import Config, format_options, load_result, result_path
 
 NOTEBOOK = "every_rule"
@@ -534,8 +535,13 @@ def _read(spec: dict, out: Path) -> pd.DataFrame | None:
 
 
 def biotorch_results(out: Path | None = None, seeds: int = BIOTORCH_SEEDS) -> Reproduction:
-    """The reproduction's cells in ``out`` (default :func:`biotorch_out_dir`), read, never trained."""
-    out = biotorch_out_dir() if out is None else Path(out)
+    """The reproduction's cells in ``out`` (default :func:`biotorch_out_dir`) and its recording, read, never
+    trained, and never noted for the chapter's own recording (:func:`record_biotorch` records them)."""
+    with unwatched():
+        return _biotorch_results(biotorch_out_dir() if out is None else Path(out), seeds)
+
+
+def _biotorch_results(out: Path, seeds: int) -> Reproduction:
     out.mkdir(parents=True, exist_ok=True)
     n_final = len(BIOTORCH_RULES) * seeds
     selection_spec_ = biotorch_selection_spec()
@@ -602,19 +608,43 @@ def biotorch_claims(rep: Reproduction) -> pd.DataFrame:
     )
 
 
+def record_biotorch(
+    out: Path | None = None, where: Path | None = None, seeds: int = BIOTORCH_SEEDS
+) -> Path | None:
+    """Record the reproduction's finished cells in ``out`` (default :func:`biotorch_out_dir`), the final
+    ones with their histories, as ``<where>/every_rule/paper.json.gz`` (default: the clone's ``recorded/``);
+    later runs and the chapter take them from there. None when no cell is finished."""
+    out = biotorch_out_dir() if out is None else Path(out)
+    rep = biotorch_results(out, seeds)
+    final = set(rep.final.get("key", []))
+    wanted = {c.key() for c in expand(biotorch_selection_spec())} | final
+    cells = [r for r in read_results(out) if r.key in wanted]
+    if not cells:
+        return None
+    return record.write(record.recorded_path(NOTEBOOK, "paper", where), NOTEBOOK, "paper", cells, final)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Train the reproduction at BioTorch's setting, resumably: the lr selection, then every seed."""
+    """Train the reproduction at BioTorch's setting, resumably: the lr selection, then every seed; with
+    ``--record``, train nothing and record the finished cells (:func:`record_biotorch`)."""
     parser = argparse.ArgumentParser(
         prog="python -m fabook.experiments.every_rule",
         description="BioTorch's Fashion-MNIST LeNet table at its own setting (Ctrl-C stops; rerun resumes).",
     )
     parser.add_argument("--seeds", type=int, default=BIOTORCH_SEEDS, help="seeds per rule (default 3)")
     parser.add_argument("--jobs", type=int, default=2, help="cells trained in parallel (default 2)")
+    parser.add_argument(
+        "--record", action="store_true", help="train nothing: record the finished cells into recorded/"
+    )
     args = parser.parse_args(argv)
     try:
         check_positive(seeds=args.seeds, jobs=args.jobs)
     except ValueError as e:
         parser.error(str(e))
+    if args.record:
+        path = record_biotorch(seeds=args.seeds)
+        print(f"recorded into {path}" if path else f"nothing finished in {biotorch_out_dir()} to record")
+        return
     require_data([BIOTORCH["dataset"]], "paper", False)
     out = biotorch_out_dir()
     selection = run_sweep(biotorch_selection_spec(), out, jobs=args.jobs)
