@@ -236,3 +236,17 @@ def test_the_committed_recorded_results_match_the_code():
             f"or missing:\n{bad.to_string(index=False)}\nre-record them: `{record.REBUILD}`",
             pytrace=False,
         )
+
+
+def test_the_status_page_lists_recordings_at_other_scales_apart(tmp_path, trained, monkeypatch):
+    from fabook.book import staging
+
+    where, _ = _record(tmp_path, trained)
+    _, _, cells = trained
+    record.write(record.recorded_path(NB, "paper", where), NB, "paper", list(cells.values()), ())
+    monkeypatch.setenv(record.RECORDED_ENV, str(where))
+    monkeypatch.setattr(record, "notebooks", lambda root=None: [NB, "other"])
+    text = staging._status_text(["cpu"])
+    cpu, paper = text.split("**Scale `paper`**")
+    assert "**Scale `cpu`**" in cpu and "| other | cpu | missing |" in cpu
+    assert f"| {NB} | paper | fresh | 2 |" in paper and "other" not in paper

@@ -10,7 +10,15 @@ import sys
 from pathlib import Path
 
 import fabook
-from fabook.book.project import CONFIG, EXECUTED_DIR, STAGE_DIR, figures_dir, find_notebooks, write_repository
+from fabook.book.project import (
+    CONFIG,
+    EXECUTED_DIR,
+    STAGE_DIR,
+    figures_dir,
+    find_notebooks,
+    project_root,
+    write_repository,
+)
 
 STAGED_FILES = ("_config.yml", "_toc.yml", "references.bib")
 STAGED_DIRS = ("book",)
@@ -195,12 +203,17 @@ def stage(
 
 
 def _status_text(scales: list[str]) -> str:
-    """A markdown table per scale: each notebook's recorded results (state, cells, wall time, commit)."""
+    """A markdown table per scale: each notebook's recorded results (state, cells, wall time, commit); then
+    the recordings at other scales (runs made apart from the book's build, as every_rule's ``paper`` run)."""
     from fabook import record
 
+    where = record.folder() or project_root() / "recorded"
+    others = sorted({p.name.removesuffix(".json.gz") for p in where.glob("*/*.json.gz")} - set(scales))
     parts = []
-    for scale in scales:
+    for scale in [*scales, *others]:
         table = record.status_table(scale)
+        if scale in others:
+            table = table[table.state != "missing"].astype({"cells": int})
         header = "| " + " | ".join(table.columns) + " |"
         rule = "|" + "|".join("---" for _ in table.columns) + "|"
         rows = [
