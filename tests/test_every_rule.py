@@ -29,7 +29,7 @@ def test_params_reject_bad_values_naming_the_accepted_ones():
     with pytest.raises(ValueError, match="unknown scale 'huge'"):
         er.Params(scale="huge")
     with pytest.raises(
-        ValueError, match=r"nets=\['vgg'\]: unknown \['vgg'\]; accepted: mlp, lenet, resnet20"
+        ValueError, match=r"nets=\['vgg'\]: unknown \['vgg'\]; accepted: mlp, lenet, resnet20, mlp1d"
     ):
         er.Params(nets=["vgg"])
     with pytest.raises(ValueError, match="seeds=0 must be a positive integer"):
@@ -56,11 +56,22 @@ def test_smoke_spec_sizes_and_the_recipe_at_each_scale():
     assert er.cell("mlp", "sc p=0.5", "cpu")["rule_options"] == {"p": 0.5}
 
 
+def test_the_mnist1d_net_is_an_mlp_on_the_whole_second_data_set():
+    c = er.cell("mlp1d", "KP", "cpu")
+    assert (c["model"], c["dataset"], c["max_train"], c["max_test"]) == ("mlp", "mnist1d", None, None)
+    assert er.cell("mlp", "KP", "cpu")["dataset"] == "fashion-mnist"
+    assert er.net_of("mlp", "mnist1d") == "mlp1d" and er.net_of("mlp", "fashion-mnist") == "mlp"
+    assert er.net_of("lenet", "fashion-mnist-small") == "lenet"
+    keys = {er._key(c) for c in er.conditions(er.Params(scale="cpu"))}
+    assert len(keys) == len(er.VARIANTS) * len(er.NETS)  # the two MLPs choose their lrs apart
+
+
 def test_final_spec_reuses_the_selection_seed_and_takes_each_chosen_lr():
     params = er.Params(scale="smoke", nets=["mlp"], seeds=2)
     selection = expand(er.selection_spec(params))
     chosen = pd.DataFrame(
-        [dict(model="mlp", rule=rule, options=", ".join(f"{k}={v}" for k, v in sorted(o.items())), lr=0.1)
+        [dict(model="mlp", dataset="fashion-mnist-small", rule=rule, lr=0.1,
+              options=", ".join(f"{k}={v}" for k, v in sorted(o.items())))
          for rule, o in er.VARIANTS.values()]
     )  # fmt: skip
     chosen.loc[chosen.rule == "fa", "lr"] = 0.01
@@ -92,8 +103,10 @@ def _summary(sign_gap: float, random_gap: float, seeds: int = 3, nets=("mlp", "l
             sign_gap if variant in er.SIGN_RULES else -random_gap if variant in er.RANDOM_FEEDBACK else 0
         )
         acc += rng.normal(0, 0.1)
-        rows.append(dict(net=net, seed=seed, variant=variant, rule=er.VARIANTS[variant][0], test_pct=acc,
-                         error_pct=100 - acc, angle_wb=30.0, angle_update=40.0 + seed))  # fmt: skip
+        model, dataset = er.NET_DATA.get(net, (net, "fashion-mnist"))
+        rows.append(dict(net=net, model=model, dataset=dataset, seed=seed, variant=variant,
+                         rule=er.VARIANTS[variant][0], test_pct=acc, error_pct=100 - acc, angle_wb=30.0,
+                         angle_update=40.0 + seed))  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -122,7 +135,8 @@ def test_one_failing_net_makes_a_claim_fail():
 def test_comparison_table_and_figure_from_a_summary(tmp_path):
     summary = _summary(sign_gap=0.0, random_gap=4.0)
     chosen = pd.DataFrame(
-        [dict(model=net, rule=rule, options=", ".join(f"{k}={v}" for k, v in sorted(o.items())), lr=0.03)
+        [dict(model=net, dataset="fashion-mnist", rule=rule, lr=0.03,
+              options=", ".join(f"{k}={v}" for k, v in sorted(o.items())))
          for net in ("mlp", "lenet") for rule, o in er.VARIANTS.values()]
     )  # fmt: skip
     study = er.Study(summary, chosen, er.Reproduction(pd.DataFrame(), None, 0, 18))
