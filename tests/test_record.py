@@ -248,5 +248,9 @@ def test_the_status_page_lists_recordings_at_other_scales_apart(tmp_path, traine
     monkeypatch.setattr(record, "notebooks", lambda root=None: [NB, "other"])
     text = staging._status_text(["cpu"])
     cpu, paper = text.split("**Scale `paper`**")
-    assert "**Scale `cpu`**" in cpu and "| other | cpu | missing |" in cpu
-    assert f"| {NB} | paper | fresh | 2 |" in paper and "other" not in paper
+    assert "**Scale `cpu`**" in cpu and "| other | missing |" in cpu
+    assert f"| {NB} | fresh | 2 |" in paper and "other" not in paper
+    assert "(2 CPUs) |" in paper and "glibc" not in text  # the machine, short
+    assert staging._short_machine("Linux-6.18.44-fc-v1272-x86_64-with-glibc2.36 (2 CPUs)") == (
+        "Linux x86_64 (2 CPUs)"
+    )

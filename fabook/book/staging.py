@@ -214,6 +214,7 @@ def _status_text(scales: list[str]) -> str:
         table = record.status_table(scale)
         if scale in others:
             table = table[table.state != "missing"].astype({"cells": int})
+        table = table.drop(columns="scale").assign(machine=table.machine.map(_short_machine))
         header = "| " + " | ".join(table.columns) + " |"
         rule = "|" + "|".join("---" for _ in table.columns) + "|"
         rows = [
@@ -222,6 +223,16 @@ def _status_text(scales: list[str]) -> str:
         ]
         parts.append("\n".join([f"**Scale `{scale}`**", "", header, rule, *rows]))
     return "\n\n".join(parts)
+
+
+def _short_machine(machine: str) -> str:
+    """``"Linux-6.18.44-fc-x86_64-with-glibc2.36 (2 CPUs)"`` -> ``"Linux x86_64 (2 CPUs)"``: what a reader
+    compares (system, architecture, cores), short enough for the status table."""
+    if not machine:
+        return machine
+    arch = next((a for a in ("x86_64", "aarch64", "arm64", "AMD64") if a in machine), "")
+    cpus = machine[machine.index("(") :] if "(" in machine else ""
+    return " ".join(filter(None, [machine.split("-")[0], arch, cpus]))
 
 
 def _replace_marker(stage_dir: Path, marker: str, text: str) -> None:

@@ -81,12 +81,15 @@ VAL_FRACTION = 0.1
 
 LR_GRIDS = {
     "smoke": (0.01, 0.1),
-    "cpu": (0.01, 0.03, 0.1),
+    "cpu": (0.001, 0.01, 0.1),
     "paper": (0.001, 0.003, 0.01, 0.03, 0.1),
 }
 """The SGD lr grid per scale, the same for every rule. ``paper`` spans BioTorch's own LeNet SGD configs
-(CIFAR-10: lr 0.1 for BP, 0.001 for FA); ``cpu`` keeps its upper three points (a run of a few hundred steps
-favours the larger ones: at ``smoke`` 0.1 won 31 of 39 choices), to fit the notebook's budget."""
+(CIFAR-10: lr 0.1 for BP, 0.001 for FA); ``cpu`` keeps three points that still span them, as the
+reproduction's grid (:data:`BIOTORCH_LRS`) does. A first ``cpu`` run used (0.01, 0.03, 0.1), leaving out
+BioTorch's 0.001: on LeNet, which has no batch norm, KP and PFA then diverged or died at every lr of the
+grid (test error 90 %, chance) and FA's error was 48 ± 27 % (BP's 20 %) — the grid, not the rule, decided
+those cells, so the grid was widened to BioTorch's range before the run the book shows."""
 
 SETTINGS = {
     "smoke": dict(dataset="fashion-mnist-small", max_test=300, seeds=1,
