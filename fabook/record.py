@@ -195,18 +195,32 @@ def _common(values: Iterable[Any]) -> Any:
     return parsed[0] if len(parsed) == 1 else parsed
 
 
+def _busy_seconds(intervals: Sequence[tuple[str, str]]) -> float | None:
+    """Seconds covered by the union of ``(start, end)`` timestamps; None without any."""
+    if not intervals:
+        return None
+    busy, reach = 0.0, None
+    for start, end in sorted((pd.Timestamp(a), pd.Timestamp(b)) for a, b in intervals):
+        if reach is None or start > reach:
+            busy += (end - start).total_seconds()
+            reach = end
+        elif end > reach:
+            busy += (end - reach).total_seconds()
+            reach = end
+    return busy
+
+
 def file_provenance(cells: Sequence[Result]) -> dict[str, Any]:
     """The header's provenance of ``cells``: commit, numerics, date, machine, threads and the wall time
-    (``wall_time``: first cell start to last cell end, seconds; ``cells_time``: the sum of the cells')."""
+    (``wall_time``: seconds during which some cell was training — the union of the cells' start–end
+    intervals, so a run resumed later does not count the pause; ``cells_time``: the sum of the cells')."""
     prov = [c.provenance for c in cells]
     commits: dict[str, int] = {}
     for p in prov:
         commits[str(p.get("git_commit"))] = commits.get(str(p.get("git_commit")), 0) + 1
     starts = [p["start"] for p in prov if p.get("start")]
     ends = [p["end"] for p in prov if p.get("end")]
-    span = None
-    if starts and ends:
-        span = (pd.Timestamp(max(ends)) - pd.Timestamp(min(starts))).total_seconds()
+    span = _busy_seconds([(p["start"], p["end"]) for p in prov if p.get("start") and p.get("end")])
     return {
         "recorded": results.now(),
         "commit": results.git_commit(),

@@ -254,3 +254,10 @@ def test_the_status_page_lists_recordings_at_other_scales_apart(tmp_path, traine
     assert staging._short_machine("Linux-6.18.44-fc-v1272-x86_64-with-glibc2.36 (2 CPUs)") == (
         "Linux x86_64 (2 CPUs)"
     )
+
+
+def test_the_recorded_wall_time_leaves_out_pauses_between_resumed_runs():
+    t = "2026-01-01T00:{:02d}:00+00:00".format
+    assert record._busy_seconds([(t(0), t(10)), (t(5), t(12)), (t(40), t(41))]) == 13 * 60
+    assert record._busy_seconds([(t(0), t(10)), (t(2), t(3))]) == 10 * 60
+    assert record._busy_seconds([]) is None
