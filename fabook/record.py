@@ -80,13 +80,23 @@ def folder() -> Path | None:
     return Path(value) if value else project_root() / "recorded"
 
 
+def _where(where: Path | None) -> Path:
+    """``where``, else :func:`folder`, else the clone's ``recorded/`` (while recordings are off)."""
+    from fabook.book import project_root
+
+    return Path(where) if where is not None else folder() or project_root() / "recorded"
+
+
 def recorded_path(notebook: str, scale: str, where: Path | None = None) -> Path:
     """The recorded file of ``notebook`` at ``scale`` under ``where`` (default: :func:`folder`, or the
     clone's ``recorded/`` while that is off)."""
-    from fabook.book import project_root
+    return _where(where) / notebook / f"{scale}.json.gz"
 
-    where = where if where is not None else folder() or project_root() / "recorded"
-    return Path(where) / notebook / f"{scale}.json.gz"
+
+def recorded_scales(where: Path | None = None) -> list[str]:
+    """The scales at which some notebook's results are recorded under ``where`` (default as
+    :func:`recorded_path`)."""
+    return sorted({p.name.removesuffix(".json.gz") for p in _where(where).glob("*/*.json.gz")})
 
 
 def _rebuild(path: Path) -> str:
@@ -201,10 +211,8 @@ def _busy_seconds(intervals: Sequence[tuple[str, str]]) -> float | None:
         return None
     busy, reach = 0.0, None
     for start, end in sorted((pd.Timestamp(a), pd.Timestamp(b)) for a, b in intervals):
-        if reach is None or start > reach:
-            busy += (end - start).total_seconds()
-            reach = end
-        elif end > reach:
+        reach = start if reach is None else max(reach, start)
+        if end > reach:
             busy += (end - reach).total_seconds()
             reach = end
     return busy

@@ -246,6 +246,7 @@ def test_the_status_page_lists_recordings_at_other_scales_apart(tmp_path, traine
     record.write(record.recorded_path(NB, "paper", where), NB, "paper", list(cells.values()), ())
     monkeypatch.setenv(record.RECORDED_ENV, str(where))
     monkeypatch.setattr(record, "notebooks", lambda root=None: [NB, "other"])
+    assert record.recorded_scales() == record.recorded_scales(where) == ["cpu", "paper"]
     text = staging._status_text(["cpu"])
     cpu, paper = text.split("**Scale `paper`**")
     assert "**Scale `cpu`**" in cpu and "| other | missing |" in cpu

@@ -10,15 +10,7 @@ import sys
 from pathlib import Path
 
 import fabook
-from fabook.book.project import (
-    CONFIG,
-    EXECUTED_DIR,
-    STAGE_DIR,
-    figures_dir,
-    find_notebooks,
-    project_root,
-    write_repository,
-)
+from fabook.book.project import CONFIG, EXECUTED_DIR, STAGE_DIR, figures_dir, find_notebooks, write_repository
 
 STAGED_FILES = ("_config.yml", "_toc.yml", "references.bib")
 STAGED_DIRS = ("book",)
@@ -207,8 +199,7 @@ def _status_text(scales: list[str]) -> str:
     the recordings at other scales (runs made apart from the book's build, as every_rule's ``paper`` run)."""
     from fabook import record
 
-    where = record.folder() or project_root() / "recorded"
-    others = sorted({p.name.removesuffix(".json.gz") for p in where.glob("*/*.json.gz")} - set(scales))
+    others = sorted(set(record.recorded_scales()) - set(scales))
     parts = []
     for scale in [*scales, *others]:
         table = record.status_table(scale)
