@@ -30,7 +30,11 @@ from fabook.rules import Backprop, Rule, get_rule
 
 
 class _RuleFunction(torch.autograd.Function):
-    """Forward: the layer's op. Backward: the rule's gradients for x, W, b and its learned feedback."""
+    """Forward: the layer's op. Backward: the rule's gradients for x, W, b and its learned feedback.
+
+    This is the form torch.func transforms accept (a separate ``setup_context``); outside them the layers use
+    :class:`_EagerRuleFunction`, the same function in the combined form.
+    """
 
     @staticmethod
     def forward(x: Tensor, weight: Tensor, bias: Tensor | None, layer: RuleLayer, *learned: Tensor) -> Tensor:
@@ -49,8 +53,12 @@ class _RuleFunction(torch.autograd.Function):
         needs, layer = ctx.needs_input_grad, ctx.layer
         grad_y = grad_y.contiguous()
         x = x.to(grad_y.dtype)  # under autocast: compute in δy's (the op's) dtype
-        with _as_in_forward(layer, ctx.state):
+        swapped = _swap_in(layer, ctx.state)
+        try:
             gx, gw, gb, learned = layer.rule.backward(layer, x, grad_y, needs[:3])
+        finally:
+            if swapped:
+                _swap_back(swapped)
         return (gx, gw, gb, None, *learned)
 
     @staticmethod
@@ -62,25 +70,42 @@ class _RuleFunction(torch.autograd.Function):
         )
 
 
-@contextmanager
-def _as_in_forward(layer: nn.Module, state: tuple[dict, dict]) -> Iterator[None]:
-    """Within the block ``layer`` holds the parameters and buffers its forward pass used.
+class _EagerRuleFunction(torch.autograd.Function):
+    """:class:`_RuleFunction` in the combined form (``forward(ctx, ...)``), for use outside torch.func
+    transforms: torch binds the default arguments of a ``setup_context``-form function through
+    ``inspect.signature`` on every call, which costs more than the rest of a small layer's step."""
 
-    They differ only when something swapped them after the forward (``torch.func.functional_call``
-    restores the module's own tensors before the backward runs); then they are swapped back in.
-    """
+    @staticmethod
+    def forward(
+        ctx, x: Tensor, weight: Tensor, bias: Tensor | None, layer: RuleLayer, *learned: Tensor
+    ) -> Tensor:
+        _RuleFunction.setup_context(ctx, (x, weight, bias, layer), None)
+        return layer.op(x, weight, bias)
+
+    backward = staticmethod(_RuleFunction.backward)
+
+
+Swapped = list[tuple[dict, str, Tensor | None, Tensor]]
+
+
+def _swap_in(layer: nn.Module, state: tuple[dict, dict]) -> Swapped:
+    """Give ``layer`` back the parameters and buffers its forward pass used, where they differ (only when
+    something swapped them after the forward: ``torch.func.functional_call`` restores the module's own
+    tensors before the backward runs); returns what was swapped, for :func:`_swap_back`."""
     swapped = []
     for store, saved in zip((layer._parameters, layer._buffers), state, strict=True):
         for name, tensor in saved.items():
             if store.get(name) is not tensor:
                 swapped.append((store, name, store.get(name), tensor))
                 store[name] = tensor
-    try:
-        yield
-    finally:
-        for store, name, current, used in swapped:
-            if store.get(name) is used:  # unless the rule replaced it meanwhile (brSF's fresh draw)
-                store[name] = current
+    return swapped
+
+
+def _swap_back(swapped: Swapped) -> None:
+    """Undo :func:`_swap_in`, unless the rule replaced a tensor meanwhile (brSF's fresh draw)."""
+    for store, name, current, used in swapped:
+        if store.get(name) is used:
+            store[name] = current
 
 
 class RuleLayer(nn.Module):
@@ -112,7 +137,8 @@ class RuleLayer(nn.Module):
         return self._apply_rule(x)
 
     def _apply_rule(self, x: Tensor) -> Tensor:
-        return _RuleFunction.apply(x, self.weight, self.bias, self, *self.rule.learned(self))
+        fn = _RuleFunction if torch._C._are_functorch_transforms_active() else _EagerRuleFunction
+        return fn.apply(x, self.weight, self.bias, self, *self.rule.learned(self))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, rule={self.rule!r}"

@@ -148,7 +148,9 @@ def test_torch_func_grad_equals_backward(rule, kind):
     got = grad(loss)(params)
     ref = _grads(model, x, y)[1:]
     for (name, g), r in zip(got.items(), ref, strict=True):
-        torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-7, msg=name)
+        # the same function bit for bit; except ∂R = Bᵀ ∂W, whose tensordot torch.func decomposes its own way
+        tol = dict(rtol=1e-5, atol=1e-7) if name.endswith("feedback_r") else dict(rtol=0, atol=0)
+        torch.testing.assert_close(g, r, **tol, msg=name)
 
 
 def test_weight_mirror_under_torch_func_says_what_to_do_and_eval_mode_works():

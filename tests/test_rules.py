@@ -433,3 +433,71 @@ def test_uniform_levels_are_iid_uniform_on_the_grid(shape, dtype):
     torch.testing.assert_close(
         uniform_levels(torch.empty(shape, dtype=dtype), high), draws[0], rtol=0, atol=0
     )
+
+
+def test_random_words_follow_pcg64_from_one_torch_draw_on_cpu_and_torch_below_the_threshold():
+    """The large-draw route is numpy's PCG64 seeded by one draw of torch's generator (checked against numpy
+    itself), so ``torch.manual_seed`` fixes it and the thread count does not; small draws stay torch's."""
+    import numpy as np
+
+    from fabook.rules import PCG64_WORDS, random_words
+
+    n = PCG64_WORDS + 3
+    torch.manual_seed(5)
+    seed = torch.randint(0, 2**63 - 1, (), dtype=torch.int64).item()
+    expected = np.random.PCG64(seed).random_raw(n).view(np.int64)
+    threads = torch.get_num_threads()
+    for t in (1, threads):
+        torch.set_num_threads(t)
+        torch.manual_seed(5)
+        assert np.array_equal(random_words(n).numpy(), expected)
+    torch.set_num_threads(threads)
+    torch.manual_seed(5)
+    small = torch.empty(PCG64_WORDS - 1, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
+    torch.manual_seed(5)
+    assert torch.equal(random_words(PCG64_WORDS - 1), small)
+
+
+def test_uniform_levels_on_the_pcg64_route_are_uniform_and_independent():
+    from fabook.rules import PCG64_WORDS, uniform_levels
+
+    torch.manual_seed(1)
+    high, shape = 2.0, (4 * PCG64_WORDS + 1,)
+    draws = torch.stack([uniform_levels(torch.empty(shape), high) for _ in range(40)]).double()
+    k = (draws / (high / 2**16) - 0.5).round()
+    assert k.min() >= 0 and k.max() <= 2**16 - 1
+    counts = torch.histc(draws, bins=16, min=0.0, max=high)
+    n = draws.numel()
+    assert ((counts - n / 16) ** 2 / (n / 16)).sum().item() < 39.3  # χ², 15 dof, p = 0.001
+    for a, b in ((draws[:, :-1], draws[:, 1:]), (draws[:-1], draws[1:])):  # neighbours (in one word or
+        r = torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()  # two), successive draws
+        assert abs(r) < 5 / math.sqrt(a.numel())
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_sign_concordance_feedback_is_exactly_sign_w_times_s_times_m_through_edits(kind):
+    """``B = sign(W) ⊙ S ⊙ M`` bit for bit while W changes every step and after M, S or the dtype change (the
+    layer keeps ``S ⊙ M`` between steps)."""
+    torch.manual_seed(0)
+    layer = (
+        fabook.Linear(6, 5, rule="sc", p=0.6)
+        if kind == "linear"
+        else fabook.Conv2d(3, 4, 3, rule="sc", p=0.6)
+    )
+
+    def check() -> None:
+        expected = torch.sign(layer.weight.detach()) * layer.feedback_magnitude * layer.feedback_flip
+        assert torch.equal(layer.backward_weight(), expected)
+
+    check()
+    with torch.no_grad():
+        layer.weight.mul_(-1.5)
+    check()
+    layer.feedback_magnitude.mul_(2.0)
+    check()
+    layer.feedback_flip.neg_()
+    check()
+    layer.load_state_dict({**layer.state_dict(), "feedback_magnitude": torch.rand_like(layer.weight)})
+    check()
+    layer.double()
+    check()
