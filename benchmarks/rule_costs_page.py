@@ -2,11 +2,13 @@
 
 Reads the results files that ``benchmarks/rule_overhead.py --json`` wrote into ``benchmarks/results/``:
 
-- ``rule_overhead_cpu.json``: the MLP and the ResNet on the CPU (the page's main tables);
-- ``rule_overhead_cpu_scaling.json``: the MLP at several widths and batch sizes (the figure);
+- ``rule_overhead_cpu.json`` and ``rule_overhead_cpu_all_cores.json``: the MLP and the ResNet on the CPU with
+  one torch thread and with torch's default, every core (the page's tables);
+- ``rule_overhead_cpu_scaling.json`` and ``rule_overhead_cpu_scaling_all_cores.json``: the MLP at several
+  widths and batch sizes, at one thread and on all cores (the figures);
 - ``rule_overhead_cuda.json``, when one has been recorded on a GPU: the same tables, labelled with the device.
 
-It writes the Markdown page and ``book/figures/rule_costs/cost_vs_size.{png,pdf}`` (through
+It writes the Markdown page and ``book/figures/rule_costs/cost_vs_size*.{png,pdf}`` (through
 :func:`fabook.notebook.save_figure`). Every number on the page comes from those files; run this again after
 a new benchmark run::
 
@@ -29,6 +31,11 @@ PAGE = ROOT / "book" / "rule_costs.md"
 FIGURES = ROOT / "book" / "figures"
 FIGURE = ("rule_costs", "cost_vs_size")
 FILES = {"cpu": "rule_overhead_cpu.json", "scaling": "rule_overhead_cpu_scaling.json"}
+ALL_CORES = {"cpu": "rule_overhead_cpu_all_cores.json", "scaling": "rule_overhead_cpu_scaling_all_cores.json"}
+"""The same runs with torch's default thread count (every core); their figure's name ends ALL_CORES_SUFFIX."""
+ALL_CORES_SUFFIX = "_all_cores"
+TARGET_RULES = ("fa", "usf", "frsf", "sc", "brsf", "kp")
+"""The rules the targets table follows (the FA family, brSF and KP; the per-run tables have every rule)."""
 GPU_FILE = "rule_overhead_cuda.json"
 FIGURE_MAX_RATIO = 3.0
 """Rules whose ratio exceeds this somewhere are left out of the figure (so that the others can be read)."""
@@ -89,12 +96,34 @@ def _ms(row: dict) -> float:
     return row["cpu_ms"] if row["clock"] == "cpu" else row["ms"]
 
 
-def _cost_row(label: str, r: dict, bio: dict | None) -> str:
+def _floor_ratio(rows: list[dict]) -> float | None:
+    floor = next((r for r in rows if r["rule"] == "floor:kp"), None)
+    return None if floor is None else floor["ratio"]
+
+
+def target_text(r: dict, floor: float | None) -> str:
+    """``r``'s target and whether it was met; KP's is a multiple of its floor's ratio (same run)."""
+    if r["target"] is None:
+        return "—"
+    verdict = "met" if r["passed"] else "**missed**"
+    if r.get("target_of") == "floor" and floor:
+        return f"≤ {r['target'] / floor:.2f} × floor = {r['target']:.2f}×: {verdict}"
+    return f"≤ {r['target']:.2f}×: {verdict}"
+
+
+def versus_biotorch(r: dict) -> str:
+    """fabook's step time over BioTorch's for the same rule, in the same rounds (— when not timed)."""
+    if r.get("vs_biotorch") is None:
+        return "—"
+    q1, q2, q3 = r["vs_biotorch_paired"]
+    return f"{r['vs_biotorch']:.2f}× (paired {q2:.2f} [{q1:.2f}–{q3:.2f}])"
+
+
+def _cost_row(label: str, r: dict, bio: dict | None, floor: float | None) -> str:
     """One table line: ``r``'s ratios, time, target and memory, beside BioTorch's ``bio`` (None: a dash)."""
-    target = "—" if r["target"] is None else f"≤ {r['target']:.2f}×: {'met' if r['passed'] else '**missed**'}"
     cells = [
-        label, _ratio(r), _ratio(bio) if bio else "—", f"{_ms(r):.1f}", target, f"{r['mem_mb']:.1f}",
-        f"{r['mem_ratio']:.2f}×", f"{r['step_mem_ratio']:.2f}×",
+        label, _ratio(r), _ratio(bio) if bio else "—", versus_biotorch(r), f"{_ms(r):.1f}",
+        target_text(r, floor), f"{r['mem_mb']:.1f}", f"{r['mem_ratio']:.2f}×", f"{r['step_mem_ratio']:.2f}×",
     ]  # fmt: skip
     return "| " + " | ".join(cells) + " |"
 
@@ -103,19 +132,51 @@ def cost_table(rows: list[dict]) -> str:
     """One model's rules: fabook's and BioTorch's step-time ratio to plain torch, time, memory, target."""
     base = next(r for r in rows if r["rule"] == "torch")
     bio = {r["rule"].partition(":")[2]: r for r in rows if r["rule"].startswith("biotorch:")}
+    floor = _floor_ratio(rows)
     head = (
-        "| rule | step time vs torch: fabook | BioTorch | fabook ms/step (ratio's clock) | target "
-        "| peak memory MB | memory vs torch | step-only memory |"
+        "| rule | step time vs torch: fabook | BioTorch | fabook ÷ BioTorch | fabook ms/step (ratio's clock) "
+        "| target | peak memory MB | memory vs torch | step-only memory |"
     )
-    lines = [head, "|" + "---|" * 8]
-    lines.append(f"| plain torch | 1.00× | — | {_ms(base):.1f} | — | {base['mem_mb']:.1f} | 1.00× | 1.00× |")
+    lines = [head, "|" + "---|" * 9]
+    lines.append(
+        f"| plain torch | 1.00× | — | — | {_ms(base):.1f} | — | {base['mem_mb']:.1f} | 1.00× | 1.00× |"
+    )
     for r in sorted(
         (r for r in rows if r["rule"] != "torch" and ":" not in r["rule"]), key=lambda r: _order(r["rule"])
     ):
-        lines.append(_cost_row(r["rule"], r, bio.get(r["rule"])))
-    floor = next((r for r in rows if r["rule"] == "floor:kp"), None)
-    if floor is not None:
-        lines.append(_cost_row("KP's floor: torch + B's optimizer update", floor, None))
+        lines.append(_cost_row(r["rule"], r, bio.get(r["rule"]), floor))
+    floor_row = next((r for r in rows if r["rule"] == "floor:kp"), None)
+    if floor_row is not None:
+        lines.append(_cost_row("KP's floor: torch + B's optimizer update", floor_row, None, floor))
+    return "\n".join(lines)
+
+
+def _threads(doc: dict) -> str:
+    n = doc["env"]["threads"]
+    return f"{n} thread" + ("s" if n != 1 else "")
+
+
+def targets_table(docs: list[dict]) -> str:
+    """Per model and rule of :data:`TARGET_RULES`: the ratio and its target in each run of ``docs`` (one
+    thread, all cores), and — for the rules BioTorch has — fabook's time over BioTorch's."""
+    head = ["model", "rule"]
+    for doc in docs:
+        head += [f"{_threads(doc)}: vs torch, target", f"{_threads(doc)}: fabook ÷ BioTorch"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model in dict.fromkeys(r["model"] for r in docs[0]["rows"] if r["study"] == "main"):
+        for rule in TARGET_RULES:
+            cells = [model, rule]
+            for doc in docs:
+                rows = [r for r in doc["rows"] if r["study"] == "main" and r["model"] == model]
+                r = next((r for r in rows if r["rule"] == rule), None)
+                if r is None:
+                    cells += ["not timed", "—"]
+                    continue
+                versus = versus_biotorch(r)
+                if rule == "fa" and r.get("vs_biotorch") is not None:  # fabook's FA no slower than BioTorch's
+                    versus += ", ≤ 1.00×: " + ("met" if r["vs_biotorch"] <= 1.0 else "**missed**")
+                cells += [f"{r['ratio']:.2f}×, {target_text(r, _floor_ratio(rows))}", versus]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -197,11 +258,50 @@ def _left_out_text(doc: dict) -> str:
     )
 
 
-def page(cpu: dict, scaling: dict | None, gpu: dict | None) -> str:
-    """The Markdown page."""
-    env = cpu["env"]
+def _load_text(doc: dict) -> str:
+    """The machine's load at the start and the end of a run, and whether other jobs shared it."""
+    env = doc["env"]
     loads = [env.get(k, {}).get("loadavg") for k in ("load_before", "load_after")]
-    load = " and ".join(f"{lo[0]:.1f}" for lo in loads if lo)
+    text = f"load average {' and '.join(f'{lo[0]:.1f}' for lo in loads if lo)} on {env['cores']} cores"
+    if max((lo[0] for lo in loads if lo), default=0.0) > env["cores"]:
+        text += " — shared with other jobs" + (
+            ": on one thread the CPU-time clock is little disturbed by them" if env["threads"] == 1 else ""
+        )
+    return text
+
+
+def _figure_section(doc: dict | None, name: str) -> list[str]:
+    if doc is None:
+        return []
+    env = doc["env"]
+    uptime, commit = (env.get("load_before") or {}).get("uptime"), (env.get("commit") or "unknown")[:10]
+    return [
+        f"```{{figure}} figures/{FIGURE[0]}/{name}.png",
+        f":name: {name}",
+        "",
+        f"Train-step time of each rule divided by plain torch's with {_threads(doc)}, for the MLP at growing "
+        "hidden width (left, batch 128) and batch size (right, width 1000); dashed: BioTorch. Log-scaled "
+        f"width and batch. {_left_out_text(doc)}",
+        "```",
+        "",
+        f"Recorded {env['date']} on {env['cpu']} ({_threads(doc)}, load `{uptime}` at the start), commit "
+        f"{commit}; {doc['settings']['repeats']} repeats of "
+        f"{doc['settings']['steps'] or 'the default number of'} steps. Figure as "
+        f"{{download}}`PDF <figures/{FIGURE[0]}/{name}.pdf>`.",
+        "",
+    ]
+
+
+def page(
+    cpu: dict,
+    scaling: dict | None,
+    gpu: dict | None,
+    all_cores: dict | None = None,
+    scaling_all_cores: dict | None = None,
+) -> str:
+    """The Markdown page: the CPU at one thread (``cpu``, ``scaling``) and on all cores (``all_cores``,
+    ``scaling_all_cores``; sections left out when not recorded), and the GPU."""
+    runs = [cpu] + ([all_cores] if all_cores is not None else [])
     out = [
         "<!-- Generated by benchmarks/rule_costs_page.py from benchmarks/results/*.json: do not edit. -->",
         "# What each rule costs",
@@ -212,27 +312,45 @@ def page(cpu: dict, scaling: dict | None, gpu: dict | None) -> str:
         "ratio to the same model built from plain `torch.nn` layers, and to the same rules in "
         "[BioTorch](https://github.com/jsalbert/biotorch) where it has them. The numbers come from "
         "`benchmarks/rule_overhead.py` (how it measures: `benchmarks/README.md`); this page is generated "
-        "from its results files.",
+        "from its results files. Each CPU run is made twice: with one torch thread, where the ratios say "
+        "how much work a rule adds, and with torch's default thread count — every core, as a user trains — "
+        "where what does not run in parallel (a random draw, a rule's fixed costs per layer) weighs more, "
+        "since the matrix products get faster and it does not.",
         "",
         "**How to read a ratio.** Each variant's steps are timed in interleaved rounds (a fresh random "
         "order each round). A ratio is the median step time of the rule over the rounds divided by plain "
         "torch's, which decides a target; *paired* is the median over rounds of `t_rule / t_torch` measured "
         "in the same round, with its interquartile range in brackets: how far to trust the ratio. "
-        f"Load average on the machine at the start and the end of the CPU run: {load} on {env['cores']} "
-        "cores"
-        + (
-            " — it was shared with other jobs: on one thread the CPU-time clock is little disturbed by them"
-            if max((lo[0] for lo in loads if lo), default=0.0) > env["cores"]
-            else ""
-        )
-        + ". A ratio within its bracket of a target is not decided by one run.",
+        "*fabook ÷ BioTorch* is the same for fabook's rule over BioTorch's. A ratio within its bracket of a "
+        "target is not decided by one run.",
         "",
         "## On the CPU",
         "",
-        provenance(cpu, "CPU run"),
+        "### Targets",
         "",
-        tables(cpu),
+        "The FA family (FA, uSF, frSF, partial sign concordance) at most 1.10× plain torch, brSF (a "
+        "weight-sized random draw every batch) at most 1.15×, KP within 5 % of its floor (below), and "
+        "fabook's FA no slower than BioTorch's; each run's full table follows.",
         "",
+        targets_table(runs),
+        "",
+    ]
+    for doc in runs:
+        env = doc["env"]
+        title = "One thread" if env["threads"] == 1 else f"All cores ({_threads(doc)})"
+        out += [
+            f"### {title}",
+            "",
+            f"Machine: {_load_text(doc)}.",
+            "",
+            provenance(doc, "CPU run"),
+            "",
+            tables(doc),
+            "",
+        ]
+    if all_cores is None:
+        out += ["No run on all cores is recorded (`rule_overhead.py` without `--threads`).", ""]
+    out += [
         "*KP's floor* (where shown): plain `torch.nn` layers whose every weight has a twin that gets a "
         "copy of the weight's gradient and its own optimizer update — KP's `B` without the rule layer. Any "
         "KP whose `B` is updated by the optimizer, as the rule says, costs at least this.",
@@ -244,26 +362,10 @@ def page(cpu: dict, scaling: dict | None, gpu: dict | None) -> str:
         "## How the cost grows with width and batch",
         "",
     ]
-    if scaling is None:
+    if scaling is None and scaling_all_cores is None:
         out += ["No scaling run is recorded (`rule_overhead.py --scaling`).", ""]
-    else:
-        senv = scaling["env"]
-        out += [
-            f"```{{figure}} figures/{FIGURE[0]}/{FIGURE[1]}.png",
-            f":name: {FIGURE[1]}",
-            "",
-            "Train-step time of each rule divided by plain torch's, for the MLP at growing hidden width "
-            "(left, batch 128) and batch size (right, width 1000); dashed: BioTorch. Log-scaled width and "
-            f"batch. {_left_out_text(scaling)}",
-            "```",
-            "",
-            f"Recorded {senv['date']} on {senv['cpu']} ({senv['threads']} torch thread(s), load "
-            f"`{(senv.get('load_before') or {}).get('uptime')}` at the start), commit "
-            f"{(senv.get('commit') or 'unknown')[:10]}; {scaling['settings']['repeats']} repeats of "
-            f"{scaling['settings']['steps'] or 'the default number of'} steps. Figure as "
-            f"{{download}}`PDF <figures/{FIGURE[0]}/{FIGURE[1]}.pdf>`.",
-            "",
-        ]
+    out += _figure_section(scaling, FIGURE[1])
+    out += _figure_section(scaling_all_cores, FIGURE[1] + ALL_CORES_SUFFIX)
     out += ["## On a GPU", ""]
     if gpu is None:
         out += [
@@ -290,12 +392,14 @@ def main(argv: list[str] | None = None) -> int:
     if cpu is None:
         p.error(f"no {args.results / FILES['cpu']}: run benchmarks/rule_overhead.py --json first")
     scaling, gpu = read(args.results / FILES["scaling"]), read(args.results / GPU_FILE)
-    args.page.write_text(page(cpu, scaling, gpu) + "\n", encoding="utf-8")
-    if scaling is not None:
-        os.environ["FABOOK_FIGURES"] = str(args.figures)  # save_figure's folder: the page's, in book/
-        from fabook.notebook import save_figure
+    all_cores, scaling_all = (read(args.results / ALL_CORES[k]) for k in ("cpu", "scaling"))
+    args.page.write_text(page(cpu, scaling, gpu, all_cores, scaling_all) + "\n", encoding="utf-8")
+    os.environ["FABOOK_FIGURES"] = str(args.figures)  # save_figure's folder: the page's, in book/
+    from fabook.notebook import save_figure
 
-        save_figure(figure(scaling), *FIGURE)
+    for doc, name in ((scaling, FIGURE[1]), (scaling_all, FIGURE[1] + ALL_CORES_SUFFIX)):
+        if doc is not None:
+            save_figure(figure(doc), FIGURE[0], name)
     print(f"wrote {args.page}")
     return 0
 

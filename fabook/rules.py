@@ -297,8 +297,8 @@ class SignSymmetry(Rule):
     random magnitudes are i.i.d. uniform on (0, 2s), so their mean equals uSF's magnitude: on the 2¹⁶ evenly
     spaced levels ``(k + ½)·2s/2¹⁶``, ``k = 0 … 2¹⁶ − 1`` (:func:`uniform_levels`; strictly positive,
     variance within 4e-10 of the continuous uniform's, and a quarter of the cost of ``uniform_`` on CPU,
-    which matters for brSF's redraw every batch). ``s`` is fixed when the rule is set up on a layer and kept in
-    the layer's buffer ``feedback_scale`` (saved in ``state_dict``):
+    which matters for brSF's redraw every batch). ``s`` is fixed when the rule is set up on a layer and kept
+    in the layer's buffer ``feedback_scale`` (saved in ``state_dict``):
 
     - ``scale="weight"`` (the default): ``s`` = the root-mean-square of the layer's weight at setup, so uSF's
       ``‖B‖ = ‖W‖`` (random magnitudes: mean ``s``, ``‖B‖ ≈ 1.15 ‖W‖``) whatever initialised ``W``, as FA's

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import fabook.results
 from fabook import claims as cl
 from fabook import record, rules, sweep
 from fabook.experiments import every_rule as er
@@ -181,7 +182,8 @@ def test_biotorch_specs_are_their_setting():
         er.biotorch_final_spec(chosen, seeds=0)
 
 
-def test_the_reproduction_says_when_it_has_not_been_made(tmp_path):
+def test_the_reproduction_says_when_it_has_not_been_made(tmp_path, monkeypatch):
+    monkeypatch.setenv("FABOOK_RECORDED", str(tmp_path / "recorded"))  # no recording either
     rep = er.biotorch_results(tmp_path / "none")
     assert not rep.made and (rep.done, rep.total) == (0, 18)
     assert er.biotorch_table(rep).empty
@@ -241,4 +243,15 @@ def test_the_background_command_trains_resumably_and_the_chapter_reads_it(tmp_pa
     header = record.read_header(path)
     assert (header["scale"], header["cells"], header["histories"]) == ("paper", 30, 12)
     shutil.rmtree(er.biotorch_out_dir())  # a fresh clone: the recording stands in for the runs
-    assert er.biotorch_results(seeds=2).made
+    fresh = er.biotorch_results(seeds=2)
+    assert fresh.made and fresh.earlier is None
+    monkeypatch.setattr(fabook.results, "numerics_version", lambda: "0123456789ab")  # the code changes
+    earlier = er.biotorch_results(
+        seeds=2
+    )  # nothing of this code's: the recording, labelled as earlier code's
+    assert earlier.made and earlier.earlier["numerics"] == header["provenance"]["numerics"] != "0123456789ab"
+    assert earlier.final.best_error_pct.tolist() == fresh.final.best_error_pct.tolist()
+    table = er.biotorch_table(earlier)
+    assert (table.scale == f"paper (BioTorch's setting; recorded by earlier code, numerics "
+            f"{header['provenance']['numerics']})").all()  # fmt: skip
+    assert (er.biotorch_claims(earlier).scale == table.scale.iloc[0]).all()

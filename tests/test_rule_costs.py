@@ -22,25 +22,51 @@ def _load(name: str):
 overhead, costs = _load("rule_overhead"), _load("rule_costs_page")
 CPU = json.loads((costs.RESULTS / costs.FILES["cpu"]).read_text())
 SCALING = json.loads((costs.RESULTS / costs.FILES["scaling"]).read_text())
+ALL = json.loads((costs.RESULTS / costs.ALL_CORES["cpu"]).read_text())
+SCALING_ALL = json.loads((costs.RESULTS / costs.ALL_CORES["scaling"]).read_text())
 
 
 def test_committed_page_is_what_the_committed_results_give():
     gpu = costs.read(costs.RESULTS / costs.GPU_FILE)
-    assert costs.PAGE.read_text(encoding="utf-8") == costs.page(CPU, SCALING, gpu) + "\n"
-    for ext in ("png", "pdf"):
-        assert (costs.FIGURES / costs.FIGURE[0] / f"{costs.FIGURE[1]}.{ext}").stat().st_size > 1000
+    assert costs.PAGE.read_text(encoding="utf-8") == costs.page(CPU, SCALING, gpu, ALL, SCALING_ALL) + "\n"
+    for name in (costs.FIGURE[1], costs.FIGURE[1] + costs.ALL_CORES_SUFFIX):
+        for ext in ("png", "pdf"):
+            assert (costs.FIGURES / costs.FIGURE[0] / f"{name}.{ext}").stat().st_size > 1000
+
+
+def test_the_page_shows_each_run_labelled_with_its_threads_and_the_targets_of_both():
+    text = costs.page(CPU, SCALING, None, ALL, SCALING_ALL)
+    assert CPU["env"]["threads"] == 1 and ALL["env"]["threads"] == ALL["env"]["cores"] > 1
+    assert "### One thread" in text and f"### All cores ({ALL['env']['cores']} threads)" in text
+    assert text.count("| KP's floor: torch + B's optimizer update |") == 4  # two models, two runs
+    targets = text.split("### Targets")[1].split("### One thread")[0]
+    assert "1 thread: vs torch, target" in targets and f"{ALL['env']['cores']} threads: vs torch" in targets
+    kp = next(line for line in targets.splitlines() if line.startswith("| mlp | kp |"))
+    assert kp.count("× floor =") == 2  # KP's target: a multiple of its floor's ratio, in both runs
+    fa = next(line for line in targets.splitlines() if line.startswith("| mlp | fa |"))
+    assert fa.count("≤ 1.00×: ") == 2  # fabook's FA against BioTorch's, in both runs
+    only_one = costs.page(CPU, SCALING, None)
+    assert "No run on all cores is recorded" in only_one and "### All cores" not in only_one
+
+
+def test_kp_target_reads_as_a_multiple_of_its_floor():
+    row = dict(target=1.26, passed=False, target_of="floor")
+    assert costs.target_text(row, 1.2) == "≤ 1.05 × floor = 1.26×: **missed**"
+    assert costs.target_text(dict(target=1.1, passed=True), None) == "≤ 1.10×: met"
 
 
 def test_results_carry_their_provenance_and_every_rule():
-    for doc in (CPU, SCALING):
+    for doc in (CPU, SCALING, ALL, SCALING_ALL):
         env = doc["env"]
         keys = {"date", "commit", "dirty", "machine", "cpu", "threads", "torch", "load_before", "load_after"}
         assert keys <= set(env)
         assert env["load_before"]["uptime"] and len(env["load_before"]["loadavg"]) == 3
-    rules = {r["rule"] for r in CPU["rows"]}
-    assert set(overhead.fabook.RULES) | {"torch"} <= rules
-    assert {"mlp", "resnet20"} == {r["model"] for r in CPU["rows"]}
-    assert {r["width"] for r in SCALING["rows"]} >= {256, 1000, 2000}
+    for doc, scaling in ((CPU, SCALING), (ALL, SCALING_ALL)):
+        rules = {r["rule"] for r in doc["rows"]}
+        assert set(overhead.fabook.RULES) | {"torch", "floor:kp"} <= rules
+        assert {"mlp", "resnet20"} == {r["model"] for r in doc["rows"]}
+        assert {r["width"] for r in scaling["rows"]} >= {256, 1000, 2000}
+        assert doc["env"]["threads"] == scaling["env"]["threads"]
 
 
 def test_gpu_section_shows_a_recorded_file_labelled_with_its_device():
@@ -82,3 +108,20 @@ def test_a_tiny_run_writes_rows_and_provenance(tmp_path):
     bio = {("biotorch:fa", 16, "scaling")} if doc["settings"]["biotorch"] else set()
     assert rows == {("torch", 16, "scaling"), ("fa", 16, "scaling"), ("kp", 16, "scaling")} | bio
     assert doc["env"]["commit"] and doc["env"]["date"] and doc["env"]["load_after"]["uptime"]
+
+
+def test_kp_is_judged_against_its_floor_and_fa_against_biotorch_in_the_same_run(tmp_path):
+    out = tmp_path / "r.json"
+    argv = ["--device", "cpu", "--models", "mlp", "--rules", "fa,kp", "--repeats", "2", "--steps", "1"]
+    overhead.main([*argv, "--warmup", "1", "--threads", "1", "--json", str(out)])
+    rows = {r["rule"]: r for r in json.loads(out.read_text())["rows"]}
+    kp, floor = rows["kp"], rows["floor:kp"]
+    assert kp["target_of"] == "floor" and kp["target"] == pytest.approx(
+        overhead.KP_FLOOR_TARGET * floor["ratio"]
+    )
+    assert kp["passed"] == (kp["ratio"] <= kp["target"])
+    if "biotorch:fa" in rows:
+        bio = rows["biotorch:fa"]
+        assert rows["fa"]["vs_biotorch"] == pytest.approx(rows["fa"]["cpu_ms"] / bio["cpu_ms"])
+    else:
+        assert rows["fa"]["vs_biotorch"] is None
