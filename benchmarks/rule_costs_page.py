@@ -175,7 +175,7 @@ def targets_table(docs: list[dict]) -> str:
                 versus = versus_biotorch(r)
                 if rule == "fa" and r.get("vs_biotorch") is not None:  # fabook's FA no slower than BioTorch's
                     versus += ", ≤ 1.00×: " + ("met" if r["vs_biotorch"] <= 1.0 else "**missed**")
-                cells += [f"{r['ratio']:.2f}×, {target_text(r, _floor_ratio(rows))}", versus]
+                cells += [f"{r['ratio']:.3f}×, {target_text(r, _floor_ratio(rows))}", versus]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
