@@ -50,9 +50,17 @@ def test_the_page_shows_each_run_labelled_with_its_threads_and_the_targets_of_bo
 
 
 def test_kp_target_reads_as_a_multiple_of_its_floor():
-    row = dict(target=1.26, passed=False, target_of="floor")
+    row = dict(target=1.26, ratio=1.3, paired_ratio=[1.28, 1.3, 1.33], target_of="floor")
     assert costs.target_text(row, 1.2) == "≤ 1.05 × floor = 1.26×: **missed**"
-    assert costs.target_text(dict(target=1.1, passed=True), None) == "≤ 1.10×: met"
+    row = dict(target=1.1, ratio=1.05, paired_ratio=[1.03, 1.05, 1.08])
+    assert costs.target_text(row, None) == "≤ 1.10×: met"
+
+
+def test_a_target_inside_the_paired_bracket_is_not_decided():
+    assert costs.decided(1.09, [1.05, 1.09, 1.12], 1.10) == "not decided (medians: met)"
+    assert costs.decided(1.11, [1.08, 1.10, 1.13], 1.10) == "not decided (medians: missed)"
+    assert costs.decided(1.02, [0.99, 1.01, 1.10], 1.10) == "met"  # the bracket's top on the target
+    assert costs.decided(1.2, [1.101, 1.2, 1.3], 1.10) == "**missed**"
 
 
 def test_results_carry_their_provenance_and_every_rule():
