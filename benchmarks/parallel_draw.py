@@ -9,10 +9,12 @@ pass. The script checks it equals fabook's draw, bit for bit, then times it alon
 (MLP 784-1000-1000-10, batch 128, SGD with momentum and decay), paired and interleaved against the serial
 draw.
 
-On the 2-core machine (2026-12-06, AMD EPYC) it was faster alone (1M magnitudes drawn and signed: 0.44–0.50 ms
-on 2 threads, 0.60–0.66 serial) and no faster in the step (brSF 1.19× torch serial, 1.19–1.21× with the
+On the 2-core machine (2026-12-06, AMD EPYC) it was faster alone (1M magnitudes drawn and signed: 0.43–0.50 ms
+on 2 threads, 0.60–0.99 serial) and no faster in the step (brSF 1.16–1.20× torch serial, 1.16–1.21× with the
 kernel): torch's OpenMP worker spins after each parallel op and the kernel's second thread competes with it.
-Where more cores are at hand, run it again; it changes no number of fabook's.
+What does pay is less work per magnitude: the variant *counter hash* (SplitMix64 of a counter, one thread, the
+draw, levels and signs in one pass: 0.22 ms alone) put brSF at 1.07× (serial 1.16×) in the same rounds — but it
+is another stream, so adopting it changes fabook's numerics and every recorded result.
 
 ``python benchmarks/parallel_draw.py [--threads 1,2] [--rounds 30]``
 """
@@ -188,6 +190,36 @@ def draw(seed: int, high: float, out: np.ndarray, threads: int, weight: np.ndarr
     return signed
 
 
+_GOLDEN, _MIX1, _MIX2 = (
+    np.uint64(0x9E3779B97F4A7C15),
+    np.uint64(0xBF58476D1CE4E5B9),
+    np.uint64(0x94D049BB133111EB),
+)
+
+
+@numba.njit(nogil=True)
+def _counter(seed, step, offset, out, weight, signed):
+    for i in range(out.size // 4):  # sizes that are multiples of 4 (a sketch: the step's weights are)
+        z = seed + np.uint64(i + 1) * _GOLDEN  # SplitMix64's i-th output: a hash of the counter
+        z = (z ^ (z >> np.uint64(30))) * _MIX1
+        z = (z ^ (z >> np.uint64(27))) * _MIX2
+        z = z ^ (z >> np.uint64(31))
+        for j in range(4):
+            m = _level(z >> np.uint64(16 * j), step, offset)
+            out[4 * i + j] = m
+            w = weight[4 * i + j]
+            signed[4 * i + j] = m if w > 0 else (-m if w < 0 else m - m)
+
+
+def counter_draw(seed: int, high: float, out: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The same levels and ``sign(W) ⊙ M`` from a counter-based hash (SplitMix64), one thread, one pass: a
+    *different* stream from fabook's, timed to see what a cheaper generator would buy."""
+    step = high / 2**16
+    signed = np.empty_like(out)
+    _counter(np.uint64(seed), out.dtype.type(step), out.dtype.type(step * (2**15 + 0.5)), out, weight, signed)
+    return signed
+
+
 def torch_seed() -> int:
     """The seed fabook's draw takes from torch's generator."""
     return torch.randint(0, 2**63 - 1, (), dtype=torch.int64).item()
@@ -211,18 +243,20 @@ def check(high: float = 0.07) -> None:
     print("kernel == fabook's draw, bit for bit (1M and 32,771 magnitudes; 1, 2, 3 threads)")
 
 
-THREADS = 0
-"""Threads of the kernel in brSF's backward; 0: fabook's own (serial) draw."""
+DRAW: tuple[str, int] = ("serial", 0)
+"""The draw in brSF's backward: ``("serial", 0)`` fabook's own, ``("kernel", threads)`` the parallel PCG64
+kernel (fabook's numbers), ``("counter", 1)`` the counter hash (other numbers)."""
 
 
 def backward(self, layer, x, grad_y, needs):
-    """brSF's backward with the kernel's draw (what the layer does, bit for bit)."""
-    if not (THREADS and needs[0]):
+    """brSF's backward with the draw :data:`DRAW` names (the layer's own steps otherwise)."""
+    kind, threads = DRAW
+    if kind == "serial" or not needs[0]:
         return SERIAL(self, layer, x, grad_y, needs)
-    m, w = layer.feedback_magnitude, layer.weight.detach()
+    m, w = layer.feedback_magnitude.view(-1).numpy(), layer.weight.detach().reshape(-1).numpy()
     seed, high = torch_seed(), 2.0 * self._scale(layer)
-    b = torch.from_numpy(draw(seed, high, m.view(-1).numpy(), THREADS, w.reshape(-1).numpy())).view_as(w)
-    return (*layer.local_grads(x, grad_y, b, needs), ())
+    b = draw(seed, high, m, threads, w) if kind == "kernel" else counter_draw(seed, high, m, w)
+    return (*layer.local_grads(x, grad_y, torch.from_numpy(b).view_as(layer.weight), needs), ())
 
 
 SERIAL = rules.BatchRandomSignFeedback.backward
@@ -244,15 +278,19 @@ def alone(threads: list[int], n: int = 1_000_000, repeats: int = 50) -> None:
     for t in threads:
         ms = per_call(functools.partial(draw, 0, 0.07, m.numpy(), t, w.numpy()))
         print(f"  kernel, {t} thread(s): {ms:.3f} ms")
+    ms = per_call(functools.partial(counter_draw, 0, 0.07, m.numpy(), w.numpy()))
+    print(f"  counter hash (another stream), 1 thread: {ms:.3f} ms")
 
 
 def in_step(threads: list[int], rounds: int) -> None:
-    """Paired, interleaved step times of plain torch, frSF and brSF (serial and kernel draws)."""
-    global THREADS
+    """Paired, interleaved step times of plain torch, frSF and brSF (serial, kernel and counter draws)."""
+    global DRAW
     rules.BatchRandomSignFeedback.backward = backward
     x, y = torch.randn(128, 784), torch.randint(0, 10, (128,))
-    variants = {"torch": ("torch", 0), "frsf": ("frsf", 0), "brsf serial": ("brsf", 0)}
-    variants |= {f"brsf kernel {t}": ("brsf", t) for t in threads}
+    variants = {"torch": ("torch", ("serial", 0)), "frsf": ("frsf", ("serial", 0))}
+    variants["brsf serial"] = ("brsf", ("serial", 0))
+    variants |= {f"brsf kernel {t}": ("brsf", ("kernel", t)) for t in threads}
+    variants["brsf counter hash (another stream)"] = ("brsf", ("counter", 1))
     models = {}
     for name, (rule, _) in variants.items():
         torch.manual_seed(0)
@@ -263,8 +301,8 @@ def in_step(threads: list[int], rounds: int) -> None:
         models[name] = (model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4))
 
     def run(name: str, steps: int) -> float:
-        global THREADS
-        THREADS = variants[name][1]
+        global DRAW
+        DRAW = variants[name][1]
         model, opt = models[name]
         start = time.perf_counter()
         for _ in range(steps):
@@ -280,7 +318,7 @@ def in_step(threads: list[int], rounds: int) -> None:
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
             times[name].append(run(name, 10))
-    THREADS = 0
+    DRAW = ("serial", 0)
     print(
         f"\nMLP 784-1000-1000-10, batch 128, {torch.get_num_threads()} torch threads, {rounds} paired rounds:"
     )
