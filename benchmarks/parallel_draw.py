@@ -12,9 +12,9 @@ draw.
 On the 2-core machine (2026-12-06, AMD EPYC) it was faster alone (1M magnitudes drawn and signed: 0.43–0.50 ms
 on 2 threads, 0.60–0.99 serial) and no faster in the step (brSF 1.16–1.20× torch serial, 1.16–1.21× with the
 kernel): torch's OpenMP worker spins after each parallel op and the kernel's second thread competes with it.
-What does pay is less work per magnitude: the variant *counter hash* (SplitMix64 of a counter, one thread, the
-draw, levels and signs in one pass: 0.22 ms alone) put brSF at 1.07× (serial 1.16×) in the same rounds — but it
-is another stream, so adopting it changes fabook's numerics and every recorded result.
+What does pay is less work per magnitude: the variant *counter hash* (SplitMix64 of a counter, one thread,
+the draw, levels and signs in one pass: 0.22 ms alone) put brSF at 1.07× (serial 1.16×) in the same rounds —
+but it is another stream, so adopting it changes fabook's numerics and every recorded result.
 
 ``python benchmarks/parallel_draw.py [--threads 1,2] [--rounds 30]``
 """
