@@ -9,8 +9,8 @@ pass. The script checks it equals fabook's draw, bit for bit, then times it alon
 (MLP 784-1000-1000-10, batch 128, SGD with momentum and decay), paired and interleaved against the serial
 draw.
 
-On the 2-core machine (2026-12-06, AMD EPYC) it was faster alone (1M magnitudes drawn and signed: 0.43–0.50 ms
-on 2 threads, 0.60–0.99 serial) and no faster in the step (brSF 1.16–1.20× torch serial, 1.16–1.21× with the
+On the 2-core machine (2026-12-06, AMD EPYC) it was faster alone (1M magnitudes drawn and signed: 0.43–0.66 ms
+on 2 threads, 0.60–1.06 serial) and no faster in the step (brSF 1.16–1.20× torch serial, 1.16–1.21× with the
 kernel): torch's OpenMP worker spins after each parallel op and the kernel's second thread competes with it.
 What does pay is less work per magnitude: the variant *counter hash* (SplitMix64 of a counter, one thread,
 the draw, levels and signs in one pass: 0.22 ms alone) put brSF at 1.07× (serial 1.16×) in the same rounds —
@@ -30,11 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 import torch
-import torch.nn.functional as F
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
-from torch import nn
 
 import fabook
 from fabook import rules
@@ -142,23 +140,25 @@ def _fill(xh, xl, ih, il, step, offset, out, first, last):
     return xh, xl
 
 
+@numba.njit(inline="always")
+def _signed(w, m):
+    """``sign(w)·m`` as torch computes it for ``m`` > 0 (``sign`` of 0, −0 and NaN is +0): selects, not
+    branches (the signs are random)."""
+    return m if w > 0 else (-m if w < 0 else m - m)
+
+
 @numba.njit(nogil=True)
 def _sign(weight, out, signed):
-    """``signed = sign(weight)·out`` as torch computes it for ``out`` > 0 (``sign`` of 0, −0 and NaN is +0);
-    selects, not branches (``weight``'s signs are random), so the loop vectorises."""
+    """``signed = sign(weight)·out``, elementwise (the loop vectorises)."""
     for i in range(out.size):
-        w, m = weight[i], out[i]
-        signed[i] = m if w > 0 else (-m if w < 0 else m - m)
+        signed[i] = _signed(weight[i], out[i])
 
 
 @numba.njit(nogil=True)
 def _levels(sh, sl, ih, il, step, offset, out, first, last, weight, signed):
-    """Words ``first … last − 1`` of :func:`levels`; with ``signed`` of any size but 0, also
-    ``signed[i] = sign(weight[i])·out[i]``, a :data:`CHUNK` of words at a time while it is in cache."""
+    """Words ``first … last − 1`` of :func:`draw` into ``out``, and ``signed[i] = sign(weight[i])·out[i]``,
+    a :data:`CHUNK` of words at a time while it is in cache."""
     xh, xl = _start(sh, sl, ih, il, first)
-    if signed.size == 0:
-        _fill(xh, xl, ih, il, step, offset, out, first, last)
-        return
     for c in range(first, last, CHUNK):
         end = min(c + CHUNK, last)
         xh, xl = _fill(xh, xl, ih, il, step, offset, out, c, end)
@@ -171,13 +171,19 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix="parallel-draw")
 
 
+def _level_constants(high: float, dtype: np.dtype) -> tuple:
+    """``step`` and ``offset`` of the levels ``offset + k·step`` on (0, high), in ``dtype``, as
+    :func:`fabook.rules.uniform_levels` forms them."""
+    step = high / 2**16
+    return dtype.type(step), dtype.type(step * (2**15 + 0.5))
+
+
 def draw(seed: int, high: float, out: np.ndarray, threads: int, weight: np.ndarray) -> np.ndarray:
     """``out`` ← the magnitudes of ``PCG64(seed)`` on (0, high); returns ``sign(weight) ⊙ out``."""
     state = np.random.PCG64(seed).state["state"]
     s, inc = state["state"], state["inc"]
-    step = high / 2**16
     args = (np.uint64(s >> 64), np.uint64(s & _MASK64), np.uint64(inc >> 64), np.uint64(inc & _MASK64))
-    args += (out.dtype.type(step), out.dtype.type(step * (2**15 + 0.5)))
+    args += _level_constants(high, out.dtype)
     signed = np.empty_like(out)
     words = (out.size + 3) // 4
     threads = max(1, min(threads, words // MIN_WORDS))
@@ -207,16 +213,14 @@ def _counter(seed, step, offset, out, weight, signed):
         for j in range(4):
             m = _level(z >> np.uint64(16 * j), step, offset)
             out[4 * i + j] = m
-            w = weight[4 * i + j]
-            signed[4 * i + j] = m if w > 0 else (-m if w < 0 else m - m)
+            signed[4 * i + j] = _signed(weight[4 * i + j], m)
 
 
 def counter_draw(seed: int, high: float, out: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """The same levels and ``sign(W) ⊙ M`` from a counter-based hash (SplitMix64), one thread, one pass: a
     *different* stream from fabook's, timed to see what a cheaper generator would buy."""
-    step = high / 2**16
     signed = np.empty_like(out)
-    _counter(np.uint64(seed), out.dtype.type(step), out.dtype.type(step * (2**15 + 0.5)), out, weight, signed)
+    _counter(np.uint64(seed), *_level_constants(high, out.dtype), out, weight, signed)
     return signed
 
 
@@ -225,20 +229,25 @@ def torch_seed() -> int:
     return torch.randint(0, 2**63 - 1, (), dtype=torch.int64).item()
 
 
-def check(high: float = 0.07) -> None:
-    """The kernel's magnitudes and ``sign(W) ⊙ M`` equal fabook's, bit for bit, at 1–3 threads."""
+def matches_fabook(n: int, threads: int, high: float = 0.07) -> bool:
+    """Whether the kernel's ``n`` magnitudes and ``sign(W) ⊙ M`` (some ``W`` zero) equal fabook's bit for bit,
+    from the same torch seed."""
+    w = torch.randn(n)
+    w[::7] = 0.0
+    torch.manual_seed(n + threads)
+    m = rules.uniform_levels(torch.empty(n), high)
+    torch.manual_seed(n + threads)
+    out = np.empty(n, np.float32)
+    b = draw(torch_seed(), high, out, threads, w.numpy())
+    same = np.array_equal(out.view(np.int32), m.numpy().view(np.int32))
+    return same and torch.equal(torch.from_numpy(b), torch.sign(w).mul_(m))
+
+
+def check() -> None:
+    """:func:`matches_fabook` at 1–3 threads, for a large size and one with a partial last word."""
     for n in (1_000_000, 4 * rules.PCG64_WORDS + 3):
-        w = torch.randn(n)
-        w[::7] = 0.0
         for threads in (1, 2, 3):
-            torch.manual_seed(n + threads)
-            m = rules.uniform_levels(torch.empty(n), high)
-            torch.manual_seed(n + threads)
-            out = np.empty(n, np.float32)
-            b = draw(torch_seed(), high, out, threads, w.numpy())
-            same = np.array_equal(out.view(np.int32), m.numpy().view(np.int32))
-            same &= torch.equal(torch.from_numpy(b), torch.sign(w).mul_(m))
-            if not same:
+            if not matches_fabook(n, threads):
                 raise SystemExit(f"the kernel's draw differs from fabook's (n={n}, threads={threads})")
     print("kernel == fabook's draw, bit for bit (1M and 32,771 magnitudes; 1, 2, 3 threads)")
 
@@ -285,6 +294,8 @@ def alone(threads: list[int], n: int = 1_000_000, repeats: int = 50) -> None:
 def in_step(threads: list[int], rounds: int) -> None:
     """Paired, interleaved step times of plain torch, frSF and brSF (serial, kernel and counter draws)."""
     global DRAW
+    import rule_overhead as cost  # its MLP, optimizer and step (benchmarks/ is on the path of this script)
+
     rules.BatchRandomSignFeedback.backward = backward
     x, y = torch.randn(128, 784), torch.randint(0, 10, (128,))
     variants = {"torch": ("torch", ("serial", 0)), "frsf": ("frsf", ("serial", 0))}
@@ -294,21 +305,16 @@ def in_step(threads: list[int], rounds: int) -> None:
     models = {}
     for name, (rule, _) in variants.items():
         torch.manual_seed(0)
-        model = nn.Sequential(
-            nn.Linear(784, 1000), nn.ReLU(), nn.Linear(1000, 1000), nn.ReLU(), nn.Linear(1000, 10)
-        )
+        model = cost.build_model("mlp", 1000)
         model = model if rule == "torch" else fabook.convert(model, rule)
-        models[name] = (model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4))
+        models[name] = cost.Variant(rule, model, cost.make_optimizer(model))
 
     def run(name: str, steps: int) -> float:
         global DRAW
         DRAW = variants[name][1]
-        model, opt = models[name]
         start = time.perf_counter()
         for _ in range(steps):
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
+            cost.train_step(models[name], x, y)
         return (time.perf_counter() - start) / steps * 1e3
 
     names = list(variants)
