@@ -113,7 +113,8 @@ def save_figure(fig: Figure, notebook: str, name: str) -> list[Path]:
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=f".{ext}")
         os.close(fd)
         os.chmod(tmp, file_mode())  # readable like any file the reader creates (mkstemp makes it private)
-        fig.savefig(tmp, dpi=150, bbox_inches="tight", format=ext)
+        stamp = {"CreationDate": None} if ext == "pdf" else None  # same figure, same bytes: no date inside
+        fig.savefig(tmp, dpi=150, bbox_inches="tight", format=ext, metadata=stamp)
         os.replace(tmp, path)
         paths.append(path)
     return paths
