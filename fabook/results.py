@@ -227,7 +227,7 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 NUMERICS_SOURCES = ("train.py", "rules.py", "layers.py", "convert.py", "models.py", "optim.py", "metrics.py")
-NUMERICS_SOURCES += ("data",)
+NUMERICS_SOURCES += ("data", "magnitudes.py")
 NUMERICS_SOURCES += ("config.py", "batches.py", "loop.py", "norm_constraint.py", "distributed.py")
 """The package's files (and folders of them) whose code decides a cell's numbers."""
 

@@ -23,9 +23,10 @@ import math
 import numbers
 from typing import TYPE_CHECKING, ClassVar
 
-import numpy as np
 import torch
 from torch import Tensor, nn
+
+from fabook.magnitudes import uniform_levels
 
 if TYPE_CHECKING:
     from fabook.layers import RuleLayer
@@ -245,38 +246,6 @@ def _resize_direct_feedback(module: nn.Module, state_dict: dict, prefix: str, *a
         module.direct_feedback = torch.empty_like(saved, device=module.direct_feedback.device)
 
 
-PCG64_WORDS = 8192
-"""From this many words on :func:`random_words` draws on CPU from numpy's PCG64 (below: torch's generator)."""
-
-
-def random_words(n: int, device: torch.device | str = "cpu") -> Tensor:
-    """``n`` random 64-bit words (int64), seeded by torch's generator, so ``torch.manual_seed`` fixes them.
-
-    On CPU, from :data:`PCG64_WORDS` words on, they are the stream of numpy's PCG64 seeded with one draw of
-    torch's CPU generator: 1.8 ns a word on the 2-core machine the cost page was measured on, against 4.4 for
-    torch's own ``random_`` (mt19937), whatever the thread count — brSF's redraw is its largest cost after
-    the matrix products. Fewer words, and other devices, take torch's generator (its call costs 4 µs, the
-    PCG64 seeding 10).
-    """
-    device = torch.device(device)
-    if device.type == "cpu" and n >= PCG64_WORDS:
-        seed = torch.randint(0, 2**63 - 1, (), dtype=torch.int64).item()
-        return torch.from_numpy(np.random.PCG64(seed).random_raw(n).view(np.int64))
-    return torch.empty(n, dtype=torch.int64, device=device).random_(-(2**63), 2**63 - 1)
-
-
-def uniform_levels(out: Tensor, high: float) -> Tensor:
-    """``out`` filled, in place, with i.i.d. draws from the 2¹⁶ levels ``(k + ½)·high/2¹⁶`` of (0, high).
-
-    One 64-bit word of :func:`random_words` makes four magnitudes (``k`` is 16 of its bits).
-    """
-    n = out.numel()
-    k = random_words((n + 3) // 4, out.device).view(torch.int16)[:n].view(out.shape)  # −2¹⁵ … 2¹⁵ − 1
-    step = high / 2**16
-    offset = torch.tensor(step * (2**15 + 0.5), dtype=out.dtype, device=out.device)
-    return torch.add(offset, out.copy_(k), alpha=step, out=out)  # 40 % faster than adding k itself
-
-
 SIGN_SCALES: tuple[str, ...] = ("weight", "fan_in")
 """The named sizes of a sign rule's feedback (its ``scale`` option; a positive number is the third way)."""
 
@@ -295,10 +264,10 @@ class SignSymmetry(Rule):
 
     The variants differ only in the magnitudes ``M`` (subclasses below). ``scale`` sets their size ``s``;
     random magnitudes are i.i.d. uniform on (0, 2s), so their mean equals uSF's magnitude: on the 2¹⁶ evenly
-    spaced levels ``(k + ½)·2s/2¹⁶``, ``k = 0 … 2¹⁶ − 1`` (:func:`uniform_levels`; strictly positive,
-    variance within 4e-10 of the continuous uniform's, and a quarter of the cost of ``uniform_`` on CPU,
-    which matters for brSF's redraw every batch). ``s`` is fixed when the rule is set up on a layer and kept
-    in the layer's buffer ``feedback_scale`` (saved in ``state_dict``):
+    spaced levels ``(k + ½)·2s/2¹⁶``, ``k = 0 … 2¹⁶ − 1`` (:func:`fabook.magnitudes.uniform_levels`: strictly
+    positive, variance within 4e-10 of the continuous uniform's; a counter-based generator whose CPU kernel
+    makes brSF's redraw and ``sign(W) ⊙ M`` in one pass). ``s`` is fixed when the rule is set up on a layer
+    and kept in the layer's buffer ``feedback_scale`` (saved in ``state_dict``):
 
     - ``scale="weight"`` (the default): ``s`` = the root-mean-square of the layer's weight at setup, so uSF's
       ``‖B‖ = ‖W‖`` (random magnitudes: mean ``s``, ``‖B‖ ≈ 1.15 ‖W‖``) whatever initialised ``W``, as FA's
@@ -348,10 +317,9 @@ class SignSymmetry(Rule):
             layer.__dict__["_feedback_scale_cache"] = cached
         return cached[2]
 
-    def _draw_magnitude(self, layer: RuleLayer, out: Tensor | None = None) -> Tensor:
+    def _draw_magnitude(self, layer: RuleLayer) -> Tensor:
         w = layer.weight
-        out = torch.empty(w.shape, device=w.device, dtype=w.dtype) if out is None else out
-        return uniform_levels(out, 2.0 * self._scale(layer))
+        return uniform_levels(torch.empty(w.shape, device=w.device, dtype=w.dtype), 2.0 * self._scale(layer))
 
     def magnitude(self, layer: RuleLayer) -> Tensor:
         return layer.feedback_magnitude
@@ -386,12 +354,18 @@ class BatchRandomSignFeedback(SignSymmetry):
         layer.register_buffer("feedback_magnitude", self._draw_magnitude(layer))
 
     def backward(self, layer: RuleLayer, x: Tensor, grad_y: Tensor, needs: tuple[bool, bool, bool]) -> Grads:
-        if needs[0]:
-            if torch._C._are_functorch_transforms_active():  # they forbid in-place writes to a buffer
-                layer.feedback_magnitude = self._draw_magnitude(layer)
-            else:  # the same numbers, without a second weight-sized tensor in the step
-                self._draw_magnitude(layer, out=layer.feedback_magnitude)
-        return super().backward(layer, x, grad_y, needs)
+        if not needs[0]:
+            return super().backward(layer, x, grad_y, needs)
+        if torch._C._are_functorch_transforms_active():  # they forbid in-place writes to a buffer
+            layer.feedback_magnitude = self._draw_magnitude(layer)
+            return super().backward(layer, x, grad_y, needs)
+        # the same numbers: M redrawn in place, and B = sign(W) ⊙ M made in the same pass over W
+        high = 2.0 * self._scale(layer)
+        feedback = uniform_levels(layer.feedback_magnitude, high, sign_of=layer.weight.detach())
+        if self.density < 1:
+            feedback.mul_(layer.feedback_mask)
+        gx, gw, gb = layer.local_grads(x, grad_y, feedback, needs)
+        return gx, gw, gb, ()
 
 
 class FixedRandomSignFeedback(SignSymmetry):

@@ -82,7 +82,7 @@ def test_without_patience_all_epochs_run_and_the_best_is_restored():
 
 
 def test_resume_mid_run_gives_the_same_numbers(tmp_path, monkeypatch):
-    cfg = tiny(epochs=60, lr=0.3, rule="brsf", batch_norm=True, metrics_every=2)
+    cfg = tiny(epochs=60, lr=0.1, rule="brsf", batch_norm=True, metrics_every=2)
     whole = train(cfg, out_dir=tmp_path / "whole", progress=False)
     assert whole.epochs_run > 4
     save = results.save_checkpoint

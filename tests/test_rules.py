@@ -410,7 +410,7 @@ def test_layers_move_with_dtype():
 @pytest.mark.parametrize("shape", [(7, 3), (1000,), (2, 3, 5, 5)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_uniform_levels_are_iid_uniform_on_the_grid(shape, dtype):
-    from fabook.rules import uniform_levels
+    from fabook.magnitudes import uniform_levels
 
     torch.manual_seed(0)
     high = 0.3
@@ -435,43 +435,79 @@ def test_uniform_levels_are_iid_uniform_on_the_grid(shape, dtype):
     )
 
 
-def test_random_words_follow_pcg64_from_one_torch_draw_on_cpu_and_torch_below_the_threshold():
-    """The large-draw route is numpy's PCG64 seeded by one draw of torch's generator (checked against numpy
-    itself), so ``torch.manual_seed`` fixes it and the thread count does not; small draws stay torch's."""
+def _splitmix64(key: int, n: int) -> list[int]:
+    """SplitMix64's first ``n`` outputs from the state ``key``, in Python integers (Vigna's splitmix64.c)."""
+    mask, out = 2**64 - 1, []
+    for _ in range(n):
+        key = (key + 0x9E3779B97F4A7C15) & mask
+        z = ((key ^ (key >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        out.append(z ^ (z >> 31))
+    return out
+
+
+def test_magnitude_words_are_splitmix64_of_a_counter():
+    from fabook.magnitudes import words
+
+    assert _splitmix64(1234567, 1) == [6457827717110365317]  # splitmix64.c's first output for 1234567
+    for key in (0, 1234567, 2**63 - 2):
+        got = [w % 2**64 for w in words(key, 9).tolist()]
+        assert got == _splitmix64(key, 9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [1, 6, 8, 4097, 100_003])
+def test_uniform_levels_cpu_kernel_equals_the_torch_route_and_the_definition(n, dtype):
+    """The CPU kernel's levels and ``sign(W) ⊙ M`` equal, bit for bit, the torch route's (other devices) and
+    ``torch.sign(W) * M`` (zeros of both signs and NaN in ``W``); both are ``(k + ½)·high/2¹⁶`` rounded once,
+    ``k`` the 16-bit fields of the SplitMix64 words keyed by one draw of torch's generator, whatever the
+    thread count and the memory layout."""
     import numpy as np
 
-    from fabook.rules import PCG64_WORDS, random_words
+    from fabook import magnitudes
 
-    n = PCG64_WORDS + 3
-    torch.manual_seed(5)
-    seed = torch.randint(0, 2**63 - 1, (), dtype=torch.int64).item()
-    expected = np.random.PCG64(seed).random_raw(n).view(np.int64)
+    high, w = 0.37, torch.randn(n, dtype=dtype)
+    w[::5], w[1::7], w[2::11] = 0.0, -0.0, float("nan")
+    torch.manual_seed(n)
+    key = magnitudes.draw_key()
+    fields = np.array(_splitmix64(key, (n + 3) // 4), dtype=np.uint64).view(np.uint16)[:n]
+    expected = torch.from_numpy((fields.astype(np.float64) + 0.5) * (high / 2**16)).to(dtype)
+    torch.manual_seed(n)
+    via_torch = torch.empty(n, dtype=dtype)
+    magnitudes._levels_torch(magnitudes.draw_key(), via_torch, high)
+    assert torch.equal(via_torch, expected)
     threads = torch.get_num_threads()
     for t in (1, threads):
         torch.set_num_threads(t)
-        torch.manual_seed(5)
-        assert np.array_equal(random_words(n).numpy(), expected)
+        torch.manual_seed(n)
+        m = torch.empty(n, dtype=dtype)
+        signed = magnitudes.uniform_levels(m, high, sign_of=w)
+        assert torch.equal(m, expected)
+        assert torch.equal(signed.view(torch.uint8), (torch.sign(w) * expected).view(torch.uint8))  # ±0 too
     torch.set_num_threads(threads)
-    torch.manual_seed(5)
-    small = torch.empty(PCG64_WORDS - 1, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
-    torch.manual_seed(5)
-    assert torch.equal(random_words(PCG64_WORDS - 1), small)
+    if n % 2 == 0:  # a non-contiguous out gets the same numbers in row-major order
+        torch.manual_seed(n)
+        strided = torch.empty(2, n // 2, dtype=dtype).t()
+        magnitudes.uniform_levels(strided, high)
+        assert torch.equal(strided.reshape(-1), expected)
 
 
-def test_uniform_levels_on_the_pcg64_route_are_uniform_and_independent():
-    from fabook.rules import PCG64_WORDS, uniform_levels
+def test_uniform_levels_on_a_large_draw_are_uniform_and_independent():
+    from fabook.magnitudes import uniform_levels
 
     torch.manual_seed(1)
-    high, shape = 2.0, (4 * PCG64_WORDS + 1,)
+    high, shape = 2.0, (32_769,)
     draws = torch.stack([uniform_levels(torch.empty(shape), high) for _ in range(40)]).double()
     k = (draws / (high / 2**16) - 0.5).round()
     assert k.min() >= 0 and k.max() <= 2**16 - 1
     counts = torch.histc(draws, bins=16, min=0.0, max=high)
     n = draws.numel()
     assert ((counts - n / 16) ** 2 / (n / 16)).sum().item() < 39.3  # χ², 15 dof, p = 0.001
-    for a, b in ((draws[:, :-1], draws[:, 1:]), (draws[:-1], draws[1:])):  # neighbours (in one word or
-        r = torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()  # two), successive draws
-        assert abs(r) < 5 / math.sqrt(a.numel())
+    low_bits = torch.bincount(k.long().flatten() % 16, minlength=16).double()  # the fields' low bits too
+    assert ((low_bits - n / 16) ** 2 / (n / 16)).sum().item() < 39.3
+    for a, b in ((draws[:, :-1], draws[:, 1:]), (draws[:-1], draws[1:]), (draws[:, :-4], draws[:, 4:])):
+        r = torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()  # in a word, successive
+        assert abs(r) < 5 / math.sqrt(a.numel())  # draws, the same field of neighbouring words
 
 
 @pytest.mark.parametrize("kind", ["linear", "conv"])
