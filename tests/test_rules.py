@@ -317,6 +317,31 @@ def test_brsf_redraws_magnitudes_each_batch_and_frsf_does_not():
         assert b.abs().min() > 0 and b.abs().max() <= 2.0
 
 
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+@pytest.mark.parametrize("density", [1.0, 0.4])
+def test_brsf_sends_down_the_sign_of_w_times_the_new_draw(kind, density):
+    """brSF's fused redraw: ``δx = Bᵀ δy`` with ``B = sign(W) ⊙ M (⊙ mask)``, ``M`` the magnitudes drawn in
+    this backward (the buffer after it), against torch's own transposed op in float64."""
+    torch.manual_seed(3)
+    if kind == "linear":
+        layer, x = fabook.Linear(7, 5, rule="brsf", density=density), torch.randn(3, 7, dtype=DT)
+    else:
+        layer, x = fabook.Conv2d(3, 4, 3, rule="brsf", density=density), torch.randn(2, 3, 6, 6, dtype=DT)
+    layer = layer.double()
+    before = layer.feedback_magnitude.clone()
+    x.requires_grad_(True)
+    y = layer(x)
+    g = torch.randn_like(y)
+    y.backward(g)
+    m = layer.feedback_magnitude
+    assert not torch.equal(m, before)
+    b = torch.sign(layer.weight.detach()) * m * (layer.feedback_mask if density < 1 else 1.0)
+    x2 = x.detach().clone().requires_grad_(True)
+    ref = F.linear(x2, b) if kind == "linear" else F.conv2d(x2, b)
+    ref.backward(g)
+    torch.testing.assert_close(x.grad, x2.grad, rtol=1e-12, atol=1e-12)
+
+
 def test_usf_is_unit_sign_and_scales():
     layer = fabook.Linear(16, 4, rule="usf", scale=1)
     torch.testing.assert_close(layer.backward_weight(), torch.sign(layer.weight.detach()))
