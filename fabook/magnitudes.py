@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+# SplitMix64's increment γ (2⁶⁴/φ, odd) and the two multipliers of its mix
 GOLDEN, MIX1, MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
-"""SplitMix64's increment ``γ`` (2⁶⁴/φ, odd) and its two mixing multipliers."""
 
 LEVELS = 2**16
-"""The magnitudes' grid: ``(k + ½)·high/2¹⁶`` for the 16-bit ``k``."""
+"""How many levels a magnitude takes, ``(k + ½)·high/2¹⁶`` for the 16-bit ``k``."""
 
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 _GOLDEN, _MIX1, _MIX2 = np.uint64(GOLDEN), np.uint64(MIX1), np.uint64(MIX2)
