@@ -1,6 +1,7 @@
 """The engine under bad input and faults (issue 16): refuse before training, stop when asked, never reuse
 stale results."""
 
+import functools
 import json
 import os
 import shutil
@@ -237,7 +238,11 @@ def test_ctrl_c_stops_every_worker_and_starts_nothing_new(tmp_path, to):
         "2",
         "--no-progress",
     ]
-    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # as from a terminal: a shell's background job inherits SIGINT ignored (POSIX), and Python keeps it so
+    sigint = functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL)
+    proc = subprocess.Popen(
+        argv, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=sigint
+    )
     try:
         deadline = time.monotonic() + 180
         while len(list(out.glob("*.ckpt.pt"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
