@@ -101,7 +101,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's fabook, not an installed one
 import fabook  # noqa: E402
 from fabook.models import build  # noqa: E402
-from fabook.results import write_json  # noqa: E402
+from fabook.results import cpu_model, write_json  # noqa: E402
 from fabook.rules import get_rule  # noqa: E402
 
 TIME_TARGETS = {
@@ -565,16 +565,6 @@ def commit() -> dict[str, object]:
         if head
         else None,
     }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> list[Row]:

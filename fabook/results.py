@@ -305,7 +305,19 @@ def device_name(device: torch.device) -> str:
     """A readable name of `device` (the GPU's model for CUDA)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"{device.type} ({cpu_model()}, {torch.get_num_threads()} threads)"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``), else the
+    architecture: cells trained on two CPU models can differ in every digit, their kernels round unalike."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def provenance(device: torch.device) -> dict[str, Any]:

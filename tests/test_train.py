@@ -116,6 +116,7 @@ def test_history_metrics_result_file_and_provenance(tmp_path):
     prov = stored["provenance"]
     assert prov["n_train"] == 200 and prov["n_test"] == 100 and prov["seed"] == 0
     assert {"fabook", "torch", "python", "git_commit", "hostname", "device", "start", "end"} <= set(prov)
+    assert prov["device_name"].startswith(f"cpu ({results.cpu_model()}, ")  # the CPU model, not only x86_64
     assert load_result(path, cfg) == result
 
 
