@@ -64,6 +64,13 @@ def _ratio(row: dict) -> str:
     return f"{row['ratio']:.2f}× (paired {q2:.2f} [{q1:.2f}–{q3:.2f}])"
 
 
+def _steps(doc: dict) -> str:
+    """Plain torch's timed steps per repeat, by model (a far slower variant runs fewer)."""
+    main = [r for r in doc["rows"] if r["rule"] == "torch" and r["study"] == "main"]
+    steps = [f"{r['steps']} ({r['model']})" for r in main]
+    return f" of {', '.join(steps)} timed steps" if steps else ""
+
+
 def provenance(doc: dict, label: str) -> str:
     """The table saying where a results file's numbers come from."""
     env, settings = doc["env"], doc["settings"]
@@ -82,7 +89,8 @@ def provenance(doc: dict, label: str) -> str:
         ("BioTorch", env.get("biotorch") or "not installed: not timed"),
         (
             "timing",
-            f"{settings['repeats']} interleaved repeats, paired ratios; {env['seconds']:.0f} s in all",
+            f"{settings['repeats']} interleaved repeats{_steps(doc)}, paired ratios; "
+            f"{env['seconds']:.0f} s in all",
         ),
         ("load (`uptime`) before", load[0] or "not recorded"),
         ("load (`uptime`) after", load[1] or "not recorded"),
