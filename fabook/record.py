@@ -26,6 +26,7 @@ import importlib
 import json
 import os
 import pkgutil
+import re
 import sys
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -470,12 +471,23 @@ def status(notebook: str, scale: str, where: Path | None = None) -> Status:
     prov = header["provenance"]
     machine = prov.get("platform")
     if machine and prov.get("cpu_count"):
-        machine = f"{machine} ({prov['cpu_count']} CPUs)"
+        models = "".join(f"; {m}" for m in processors(prov.get("device_name")))
+        machine = f"{machine} ({prov['cpu_count']} CPUs{models})"
     state = "fresh" if prov.get("numerics") == code else "stale"
     return Status(
         notebook, scale, state, path, prov.get("numerics"), code, prov.get("commit"), prov.get("recorded"),
         prov.get("wall_time"), header.get("cells"), machine,
     )  # fmt: skip
+
+
+def processors(device_names: str | Sequence[str] | None) -> list[str]:
+    """The processor models named in a recording's ``device_name`` (``"cpu (AMD EPYC, 1 threads)"`` -> ``"AMD
+    EPYC"``, a GPU's name as it is), in order, once each; cells recorded before the CPU's model was kept name
+    only its architecture (``"cpu (x86_64, 1 threads)"``), which adds nothing and is left out."""
+    names = [device_names] if isinstance(device_names, str) else list(device_names or [])
+    models = [m[1] if (m := re.fullmatch(r"cpu \((.+), \d+ threads\)", n)) else n for n in names]
+    arches = {"x86_64", "aarch64", "arm64", "AMD64", "i386", "i686", ""}
+    return list(dict.fromkeys(m for m in models if m not in arches))
 
 
 def duration(seconds: float | None) -> str:

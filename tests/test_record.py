@@ -251,10 +251,17 @@ def test_the_status_page_lists_recordings_at_other_scales_apart(tmp_path, traine
     cpu, paper = text.split("**Scale `paper`**")
     assert "**Scale `cpu`**" in cpu and "| other | missing |" in cpu
     assert f"| {NB} | fresh | 2 |" in paper and "other" not in paper
-    assert "(2 CPUs) |" in paper and "glibc" not in text  # the machine, short
-    assert staging._short_machine("Linux-6.18.44-fc-v1272-x86_64-with-glibc2.36 (2 CPUs)") == (
-        "Linux x86_64 (2 CPUs)"
+    model = "".join(f"; {m}" for m in record.processors(f"cpu ({results_module.cpu_model()}, 1 threads)"))
+    assert f"({os.cpu_count()} CPUs{model}) |" in paper and "glibc" not in text  # the machine, short
+    assert staging._short_machine("Linux-6.18.44-fc-v1272-x86_64-with-glibc2.36 (2 CPUs; AMD EPYC)") == (
+        "Linux x86_64 (2 CPUs; AMD EPYC)"
     )
+
+
+def test_a_recordings_processors_are_named_from_its_cells_devices():
+    names = ["cpu (AMD EPYC 9B14, 1 threads)", "cpu (x86_64, 2 threads)", "NVIDIA H100 80GB HBM3"]
+    assert record.processors(names + names[:1]) == ["AMD EPYC 9B14", "NVIDIA H100 80GB HBM3"]
+    assert record.processors("cpu (x86_64, 1 threads)") == [] == record.processors(None)
 
 
 def test_the_recorded_wall_time_leaves_out_pauses_between_resumed_runs():
