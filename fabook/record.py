@@ -26,7 +26,6 @@ import importlib
 import json
 import os
 import pkgutil
-import re
 import sys
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -481,13 +480,10 @@ def status(notebook: str, scale: str, where: Path | None = None) -> Status:
 
 
 def processors(device_names: str | Sequence[str] | None) -> list[str]:
-    """The processor models named in a recording's ``device_name`` (``"cpu (AMD EPYC, 1 threads)"`` -> ``"AMD
-    EPYC"``, a GPU's name as it is), in order, once each; cells recorded before the CPU's model was kept name
-    only its architecture (``"cpu (x86_64, 1 threads)"``), which adds nothing and is left out."""
+    """The processor models (:func:`fabook.results.processor`) a recording's ``device_name`` names, in order,
+    once each."""
     names = [device_names] if isinstance(device_names, str) else list(device_names or [])
-    models = [m[1] if (m := re.fullmatch(r"cpu \((.+), \d+ threads\)", n)) else n for n in names]
-    arches = {"x86_64", "aarch64", "arm64", "AMD64", "i386", "i686", ""}
-    return list(dict.fromkeys(m for m in models if m not in arches))
+    return list(dict.fromkeys(p for name in names if (p := results.processor(name))))
 
 
 def duration(seconds: float | None) -> str:

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -306,6 +307,19 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{device.type} ({cpu_model()}, {torch.get_num_threads()} threads)"
+
+
+ARCHITECTURES = ("x86_64", "aarch64", "arm64", "AMD64", "i386", "i686")
+"""Architecture names as ``platform`` gives them: :func:`cpu_model`'s fallback where no model is named."""
+
+
+def processor(name: str) -> str | None:
+    """The processor model a :func:`device_name` names (``"cpu (AMD EPYC, 1 threads)"`` -> ``"AMD EPYC"``, a
+    GPU's name as it is); None where it names only the architecture, as cells recorded before the CPU's model
+    was kept do (``"cpu (x86_64, 1 threads)"``)."""
+    cpu = re.fullmatch(r"cpu \((.+), \d+ threads\)", name)
+    model = cpu[1] if cpu else name
+    return model if model and model not in ARCHITECTURES else None
 
 
 def cpu_model() -> str:

@@ -6,6 +6,7 @@ import types
 from dataclasses import dataclass
 
 import pytest
+import torch
 
 import fabook.results as results_module
 import fabook.sweep as sweep_module
@@ -251,7 +252,7 @@ def test_the_status_page_lists_recordings_at_other_scales_apart(tmp_path, traine
     cpu, paper = text.split("**Scale `paper`**")
     assert "**Scale `cpu`**" in cpu and "| other | missing |" in cpu
     assert f"| {NB} | fresh | 2 |" in paper and "other" not in paper
-    model = "".join(f"; {m}" for m in record.processors(f"cpu ({results_module.cpu_model()}, 1 threads)"))
+    model = "".join(f"; {m}" for m in record.processors(results_module.device_name(torch.device("cpu"))))
     assert f"({os.cpu_count()} CPUs{model}) |" in paper and "glibc" not in text  # the machine, short
     assert staging._short_machine("Linux-6.18.44-fc-v1272-x86_64-with-glibc2.36 (2 CPUs; AMD EPYC)") == (
         "Linux x86_64 (2 CPUs; AMD EPYC)"

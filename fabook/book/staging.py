@@ -221,7 +221,9 @@ def _short_machine(machine: str) -> str:
     compares (system, architecture, cores), short enough for the status table."""
     if not machine:
         return machine
-    arch = next((a for a in ("x86_64", "aarch64", "arm64", "AMD64") if a in machine), "")
+    from fabook.results import ARCHITECTURES
+
+    arch = next((a for a in ARCHITECTURES if a in machine), "")
     cpus = machine[machine.index("(") :] if "(" in machine else ""
     return " ".join(filter(None, [machine.split("-")[0], arch, cpus]))
 
